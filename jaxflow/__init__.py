@@ -1,0 +1,20 @@
+"""jaxflow: a JAX simulation engine for the theory of memorization in diffusion models.
+
+The stages, in pipeline order: [`jaxflow.data`][], [`jaxflow.denoisers`][],
+[`jaxflow.flows`][], [`jaxflow.estimators`][], [`jaxflow.experiments`][].
+"""
+
+from importlib.metadata import version
+
+from . import data as data, denoisers as denoisers, estimators as estimators, flows as flows
+from .data import GaussianStarts as GaussianStarts
+from .denoisers import (
+    EmpiricalOptimal as EmpiricalOptimal,
+    MinNormObtuseSimplex as MinNormObtuseSimplex,
+    MinNormOrthogonal as MinNormOrthogonal,
+    ShallowReLU as ShallowReLU,
+)
+from .flows import probability_flow as probability_flow, score_flow as score_flow
+
+
+__version__ = version("jaxflow")

@@ -1,0 +1,10 @@
+"""Training sets and samplers: orthogonal points, obtuse simplices, Gaussian samples,
+and index-keyed initial noises."""
+
+from ._dataset import Dataset as Dataset
+from ._starts import GaussianStarts as GaussianStarts
+from ._synthetic import (
+    isotropic_gaussian as isotropic_gaussian,
+    obtuse_simplex as obtuse_simplex,
+    orthogonal as orthogonal,
+)

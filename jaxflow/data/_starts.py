@@ -1,0 +1,66 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float
+
+from .._custom_types import PRNGKey
+
+
+class GaussianStarts(eqx.Module):
+    r"""Initial noises $y_0^{(i)} = c + s\, \varepsilon_i$, drawn lazily by global index.
+
+    The noise of start $i$ is $\varepsilon_i \sim \mathcal{N}(0, I_d)$ drawn from
+    `jax.random.fold_in(key, i)`, so a start gets the same noise whatever the batch
+    size, chunk size or device count. Flows accept a `GaussianStarts` wherever they
+    accept an array `y0`, and draw each chunk only when they reach it, so that
+    $10^7$ starts never sit in memory at once.
+
+    **Fields:**
+
+    - `key`: PRNG key.
+    - `num`: number of starts.
+    - `centre`: $c$, shape `(d,)`.
+    - `scale`: $s$, a scalar.
+    """
+
+    key: PRNGKey
+    num: int = eqx.field(static=True)
+    centre: Float[Array, " d"]
+    scale: Float[Array, ""]
+
+    def __init__(self, key: PRNGKey, num: int, centre: ArrayLike, scale: ArrayLike = 1.0):
+        centre = jnp.asarray(centre)
+        if centre.ndim != 1:
+            raise ValueError(f"`centre` must have shape (d,), got {centre.shape}.")
+        if num < 1:
+            raise ValueError(f"`num` must be at least 1, got {num}.")
+        self.key = key
+        self.num = int(num)
+        self.centre = centre
+        self.scale = jnp.asarray(scale, centre.dtype)
+
+    @property
+    def d(self) -> int:
+        return self.centre.shape[0]
+
+    @property
+    def dtype(self):
+        return self.centre.dtype
+
+    def rows(self, indices: ArrayLike) -> Float[Array, "batch d"]:
+        """The starts with the given global indices."""
+
+        def one(i):
+            eps = jr.normal(jr.fold_in(self.key, i), (self.d,), self.dtype)
+            return self.centre + self.scale * eps
+
+        return jax.vmap(one)(jnp.asarray(indices))
+
+    def chunk(self, start: int, size: int) -> Float[Array, "batch d"]:
+        """Starts `start, ..., start + size - 1` (clamped to `num`)."""
+        return self.rows(jnp.arange(start, min(start + size, self.num)))
+
+    def materialize(self) -> Float[Array, "batch d"]:
+        """All starts as one array, for saving or for another implementation."""
+        return self.chunk(0, self.num)

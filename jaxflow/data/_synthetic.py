@@ -1,0 +1,135 @@
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import ArrayLike
+
+from .._custom_types import PRNGKey
+from ._dataset import Dataset
+
+
+def _float_dtype(dtype):
+    return jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+
+
+def _lengths(lengths: ArrayLike, n: int, dtype) -> jnp.ndarray:
+    lengths = jnp.broadcast_to(jnp.asarray(lengths, dtype), (n,))
+    if not np.all(np.asarray(lengths) > 0):
+        raise ValueError(f"`lengths` must be positive, got {np.asarray(lengths)}.")
+    return lengths
+
+
+def _check_sizes(d: int, n: int) -> None:
+    if n < 1 or d < 1:
+        raise ValueError(f"Need d >= 1 and n >= 1, got d={d}, n={n}.")
+    if n > d:
+        raise ValueError(
+            f"At most d mutually orthogonal directions exist: got n={n} > d={d}. "
+            "Lower n or raise d."
+        )
+
+
+def _orthonormal_rows(key: PRNGKey | None, d: int, n: int, rotate: bool, dtype):
+    if not rotate:
+        return jnp.eye(n, d, dtype=dtype)
+    if key is None:
+        raise ValueError("`rotate=True` needs a PRNG `key` for the random rotation.")
+    q, r = jnp.linalg.qr(jr.normal(key, (d, n), dtype))
+    # Fix the signs so that the rotation is Haar-distributed.
+    return (q * jnp.sign(jnp.diagonal(r))).T
+
+
+def orthogonal(
+    key: PRNGKey | None,
+    d: int,
+    n: int,
+    *,
+    lengths: ArrayLike = 1.0,
+    rotate: bool = False,
+    dtype=None,
+) -> Dataset:
+    r"""$n$ mutually orthogonal training points in $\mathbb{R}^d$ ([Z], Section Z2).
+
+    $x_k = L_k q_k$ with orthonormal $q_k$: the first $n$ coordinate axes, or a
+    Haar-random orthonormal set when `rotate=True`.
+
+    **Arguments:**
+
+    - `key`: PRNG key; only used when `rotate=True` (may be `None` otherwise).
+    - `d`, `n`: dimension and number of points, $n \le d$.
+    - `lengths`: $L_k > 0$, a scalar or shape `(n,)`. Default 1.
+    - `rotate`: draw a random orientation instead of the coordinate axes.
+    - `dtype`: floating dtype; defaults to JAX's default float.
+
+    **Returns:** a [`jaxflow.data.Dataset`][] with `points` of shape `(n, d)`.
+
+    **Raises:** `ValueError` if $n > d$ or a length is not positive.
+    """
+    _check_sizes(d, n)
+    dtype = _float_dtype(dtype)
+    directions = _orthonormal_rows(key, d, n, rotate, dtype)
+    return Dataset(_lengths(lengths, n, dtype)[:, None] * directions)
+
+
+def obtuse_simplex(
+    key: PRNGKey | None,
+    d: int,
+    n: int,
+    *,
+    lengths: ArrayLike = 1.0,
+    beta: float = 0.5,
+    apex: ArrayLike | None = None,
+    rotate: bool = False,
+    dtype=None,
+) -> Dataset:
+    r"""An obtuse simplex $x_0, \dots, x_n$ in $\mathbb{R}^d$ ([Z], Section Z2).
+
+    Edges leaving the apex are $e_k = L_k\, v_k / |v_k|$ with
+    $v_k = q_k - (\beta / n) \sum_j q_j$ for orthonormal $q_k$, so that
+    $e_i \cdot e_j \propto (\beta^2 - 2\beta)/n \le 0$ for $i \ne j$: right angles at
+    $\beta = 0$, obtuse for $0 < \beta < 2$.
+
+    **Arguments:**
+
+    - `key`: PRNG key; only used when `rotate=True`.
+    - `d`, `n`: dimension and number of edges, $n \le d$ (the simplex has $n + 1$ points).
+    - `lengths`: edge lengths $L_k > 0$, scalar or shape `(n,)`.
+    - `beta`: obtuseness in $[0, 2)$. Default 0.5.
+    - `apex`: the point $x_0$, shape `(d,)`; default the origin.
+    - `rotate`, `dtype`: as in [`jaxflow.data.orthogonal`][].
+
+    **Returns:** a `Dataset` with `simplex=True` and `points` of shape `(n + 1, d)`,
+    the apex first.
+    """
+    _check_sizes(d, n)
+    if not 0.0 <= beta < 2.0:
+        raise ValueError(f"`beta` must lie in [0, 2) for obtuse angles, got {beta}.")
+    dtype = _float_dtype(dtype)
+    q = _orthonormal_rows(key, d, n, rotate, dtype)
+    v = q - (beta / n) * jnp.sum(q, axis=0)
+    edges = _lengths(lengths, n, dtype)[:, None] * v / jnp.linalg.norm(v, axis=1, keepdims=True)
+    x0 = jnp.zeros(d, dtype) if apex is None else jnp.asarray(apex, dtype)
+    if x0.shape != (d,):
+        raise ValueError(f"`apex` must have shape ({d},), got {x0.shape}.")
+    return Dataset(jnp.concatenate([x0[None], x0 + edges]), simplex=True)
+
+
+def isotropic_gaussian(
+    key: PRNGKey, n: int, d: int, *, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None
+) -> Dataset:
+    r"""$n$ i.i.d. draws from $\mathcal{N}(m \mathbf{1}, s^2 I_d)$ ([H], Section H1).
+
+    **Arguments:**
+
+    - `key`: PRNG key.
+    - `n`, `d`: number of points and dimension.
+    - `mean`: $m$, a scalar or shape `(d,)`. Default 0.
+    - `std`: $s > 0$. Default 1.
+    - `dtype`: floating dtype; defaults to JAX's default float.
+    """
+    if n < 1 or d < 1:
+        raise ValueError(f"Need n >= 1 and d >= 1, got n={n}, d={d}.")
+    if not np.all(np.asarray(std) > 0):
+        raise ValueError(f"`std` must be positive, got {std}.")
+    dtype = _float_dtype(dtype)
+    z = jr.normal(key, (n, d), dtype)
+    return Dataset(jnp.asarray(mean, dtype) + jnp.asarray(std, dtype) * z)

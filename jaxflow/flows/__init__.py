@@ -1,0 +1,15 @@
+"""Probability flow and score flow on diffrax, batched over many starts, chunked with
+bounded memory and sharded across the local devices."""
+
+from ._chunking import map_chunks as map_chunks
+from ._probability import (
+    edm_vector_field as edm_vector_field,
+    probability_flow as probability_flow,
+)
+from ._schedules import (
+    AbstractSchedule as AbstractSchedule,
+    Geometric as Geometric,
+    Karras as Karras,
+)
+from ._score import score_flow as score_flow, score_vector_field as score_vector_field
+from ._solution import FlowSolution as FlowSolution
