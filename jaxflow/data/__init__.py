@@ -2,6 +2,7 @@
 and index-keyed initial noises."""
 
 from ._dataset import Dataset as Dataset
+from ._gaussian import Gaussian as Gaussian
 from ._starts import GaussianStarts as GaussianStarts
 from ._synthetic import (
     isotropic_gaussian as isotropic_gaussian,
