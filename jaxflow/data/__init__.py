@@ -2,6 +2,12 @@
 and index-keyed initial noises."""
 
 from ._dataset import Dataset as Dataset
+from ._forward import (
+    forward_jump as forward_jump,
+    forward_ve as forward_ve,
+    ou_coefficients as ou_coefficients,
+    ve_start as ve_start,
+)
 from ._gaussian import Gaussian as Gaussian
 from ._starts import GaussianStarts as GaussianStarts
 from ._synthetic import (

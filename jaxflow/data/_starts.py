@@ -48,6 +48,7 @@ class GaussianStarts(eqx.Module):
     def dtype(self):
         return self.centre.dtype
 
+    @eqx.filter_jit
     def rows(self, indices: ArrayLike) -> Float[Array, "batch d"]:
         """The starts with the given global indices."""
 

@@ -93,7 +93,8 @@ def obtuse_simplex(
     - `key`: PRNG key; only used when `rotate=True`.
     - `d`, `n`: dimension and number of edges, $n \le d$ (the simplex has $n + 1$ points).
     - `lengths`: edge lengths $L_k > 0$, scalar or shape `(n,)`.
-    - `beta`: obtuseness in $[0, 2)$. Default 0.5.
+    - `beta`: obtuseness in $[0, 2)$, away from 1 (where the edges sum to zero and the
+      simplex is flat). Default 0.5.
     - `apex`: the point $x_0$, shape `(d,)`; default the origin.
     - `rotate`, `dtype`: as in [`jaxflow.data.orthogonal`][].
 
@@ -103,6 +104,12 @@ def obtuse_simplex(
     _check_sizes(d, n)
     if not 0.0 <= beta < 2.0:
         raise ValueError(f"`beta` must lie in [0, 2) for obtuse angles, got {beta}.")
+    if abs(beta - 1.0) < 1e-3:
+        # The Gram matrix of the edges has the eigenvalue (1 - beta)^2 / n along sum_j q_j.
+        raise ValueError(
+            f"`beta` = {beta} makes the edges (nearly) sum to zero: the simplex is flat. "
+            "Pick beta away from 1."
+        )
     dtype = _float_dtype(dtype)
     q = _orthonormal_rows(key, d, n, rotate, dtype)
     v = q - (beta / n) * jnp.sum(q, axis=0)

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import Point, Points, Sigma
-from .._numerics import scaled_sq_distances
+from .._numerics import gaussian_log_weights
 from ._base import AbstractDenoiser
 
 
@@ -16,8 +16,9 @@ class EmpiricalOptimal(AbstractDenoiser):
     Its probability flow returns a training point: the denoiser that memorizes.
 
     !!! note
-        The logits are formed from $(y - x_n)/\sigma$ and normalised by their maximum,
-        so the output stays finite down to $\sigma = 10^{-6}$ and below in float32.
+        The logits are formed from $(y - x_n)/\sigma$ and normalised so that the nearest
+        point's is exactly 0 (`jaxflow._numerics.gaussian_log_weights`), so the output
+        stays finite down to $\sigma = 10^{-6}$ and below, and far from the data, in float32.
 
     **Arguments:**
 
@@ -34,5 +35,4 @@ class EmpiricalOptimal(AbstractDenoiser):
         sigma = eqx.error_if(
             sigma, sigma <= 0, "EmpiricalOptimal needs sigma > 0; sigma = 0 has no posterior."
         )
-        logits = -0.5 * scaled_sq_distances(y, self.points, sigma)
-        return jax.nn.softmax(logits) @ self.points
+        return jax.nn.softmax(gaussian_log_weights(y, self.points, sigma)) @ self.points

@@ -56,8 +56,8 @@ def _default_alpha(alpha: ArrayLike | None, d: int, dtype) -> Float[Array, ""]:
 def _check_rho(lengths: Float[Array, " m"], rho: Float[Array, ""], what: str) -> Float[Array, ""]:
     return eqx.error_if(
         rho,
-        2 * rho >= jnp.min(lengths),
-        f"{what}: the closed form needs 2 * alpha * sigma < min_n L_n (balls of radius "
+        (2 * rho >= jnp.min(lengths)) | (rho < 0),
+        f"{what}: the closed form needs 0 <= 2 * alpha * sigma < min_n L_n (balls of radius "
         "alpha * sigma around the training points must not overlap); lower sigma, or "
         "read `max_sigma` for the largest valid noise level.",
     )

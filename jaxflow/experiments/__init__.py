@@ -11,6 +11,8 @@ from ._io import (
     config_record as config_record,
     format_table as format_table,
     machine_description as machine_description,
+    preset_from_record as preset_from_record,
+    read_config as read_config,
     write_results as write_results,
 )
 from ._registry import get_preset as get_preset, PRESETS as PRESETS, register as register
@@ -18,3 +20,6 @@ from ._registry import get_preset as get_preset, PRESETS as PRESETS, register as
 
 # Importing the preset modules registers them.
 from . import _orthogonal as _orthogonal  # noqa: E402  isort: skip
+from . import _linear_distance as _linear_distance  # noqa: E402  isort: skip
+from . import _linear_steps as _linear_steps  # noqa: E402  isort: skip
+from . import _stability as _stability  # noqa: E402  isort: skip

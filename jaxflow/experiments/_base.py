@@ -1,7 +1,7 @@
 import abc
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from matplotlib.figure import Figure
 
@@ -49,7 +49,7 @@ class AbstractPreset(abc.ABC):
     seed: int = param(0, "PRNG seed; the same seed gives the same numbers.")
 
     @abc.abstractmethod
-    def quick(self) -> Self:
+    def quick(self) -> "AbstractPreset":
         """A smaller configuration of the same study that finishes in seconds."""
 
     @abc.abstractmethod

@@ -1,4 +1,5 @@
 import dataclasses
+import textwrap
 import types
 import typing
 from typing import Any
@@ -61,11 +62,33 @@ def apply_overrides(preset: AbstractPreset, assignments: list[str]) -> AbstractP
         raise ConfigError(f"{preset.name}: {e}") from None
 
 
-def describe(preset_cls: type[AbstractPreset]) -> str:
-    """The preset's parameters, defaults and help, one per line."""
+def type_name(kind: Any) -> str:
+    """A field type as `--set` reads it: `float`, `a|b` for a choice, `float,...` for a
+    comma-separated tuple, `float or none` for an optional value."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        return f"{type_name(options[0])} or none"
+    if origin is tuple:
+        return f"{type_name(typing.get_args(kind)[0])},..."
+    if origin is typing.Literal:
+        return "|".join(map(str, typing.get_args(kind)))
+    return getattr(kind, "__name__", str(kind).replace("typing.", ""))
+
+
+def describe(preset_cls: type[AbstractPreset], width: int = 88) -> str:
+    """The preset's parameters, defaults and help, one per (wrapped) line."""
     hints = typing.get_type_hints(preset_cls)
     lines = []
     for f in dataclasses.fields(preset_cls):
-        kind = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
-        lines.append(f"  {f.name} ({kind}, default {f.default!r}): {f.metadata.get('help', '')}")
+        head = f"  {f.name} ({type_name(hints[f.name])}, default {_show(f.default)}): "
+        text = head + f.metadata.get("help", "")
+        lines.append(textwrap.fill(text, width, subsequent_indent=" " * 6, break_on_hyphens=False))
     return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    # As the user would type it after --set.
+    if isinstance(value, tuple):
+        return ",".join(map(_show, value))
+    return "none" if value is None else str(value)

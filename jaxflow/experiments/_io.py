@@ -44,6 +44,41 @@ def config_record(preset: AbstractPreset) -> dict:
     return {"preset": preset.name, "params": params, "machine": machine_description()}
 
 
+def preset_from_record(record: dict) -> AbstractPreset:
+    """The preset a `config.json` record describes: the inverse of [`config_record`][],
+    so that a results folder can be run again with the same parameters.
+
+    **Raises:** `KeyError` for an unknown preset name; `ConfigError` for a parameter the
+    preset does not have.
+    """
+    from ._config import ConfigError
+    from ._registry import get_preset
+
+    cls = get_preset(record["preset"])
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    params = record.get("params", {})
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"config for {cls.name} has unknown parameters {', '.join(unknown)}; "
+            f"valid keys: {', '.join(fields)}."
+        )
+    # JSON has no tuples: restore them for the fields that hold one.
+    restore = lambda v: tuple(restore(x) for x in v) if isinstance(v, list) else v
+    try:
+        return cls(**{k: restore(v) for k, v in params.items()})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{cls.name}: {e}") from None
+
+
+def read_config(path: Path) -> AbstractPreset:
+    """The preset stored in a results folder's `config.json` (or at `path` itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    return preset_from_record(json.loads(path.read_text()))
+
+
 def write_results(preset: AbstractPreset, results: Results, out: Path) -> list[Path]:
     """Write `config.json`, `results.parquet`, `results.csv`, figures and arrays to `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +105,12 @@ def format_table(rows: list[dict], columns: tuple[str, ...] = ()) -> str:
     columns = columns or tuple(rows[0])
 
     def cell(v):
+        if v is None:
+            return "-"
         if isinstance(v, float | np.floating):
-            return f"{v:.4g}"
+            text = f"{v:.4g}"
+            # Keep 0.99996 from printing as 1 (an interval's end, say).
+            return f"{v:.7g}" if float(text) in (0.0, 1.0) and v != float(text) else text
         return str(v)
 
     body = [[cell(r.get(c, "")) for c in columns] for r in rows]

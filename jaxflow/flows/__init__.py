@@ -1,7 +1,8 @@
 """Probability flow and score flow on diffrax, batched over many starts, chunked with
 bounded memory and sharded across the local devices."""
 
-from ._chunking import map_chunks as map_chunks
+from ._affine import gaussian_probability_flow as gaussian_probability_flow
+from ._chunking import blockwise as blockwise, map_chunks as map_chunks
 from ._probability import (
     edm_vector_field as edm_vector_field,
     probability_flow as probability_flow,

@@ -1,3 +1,4 @@
+import functools
 import math
 from collections.abc import Callable
 
@@ -11,6 +12,13 @@ from tqdm.auto import tqdm
 from ..data import GaussianStarts
 
 
+# Rows are computed in blocks of this many: every row then goes through kernels of the
+# same shape whatever the batch, chunk or device count, so results are bitwise
+# reproducible (XLA's CPU matmuls round differently for, e.g., 7 rows and 1000 rows), and
+# a block's working set stays in cache.
+BLOCK_SIZE = 256
+
+
 def num_starts(y0: Float[Array, "batch d"] | GaussianStarts) -> int:
     return y0.num if isinstance(y0, GaussianStarts) else y0.shape[0]
 
@@ -21,13 +29,38 @@ def _rows(y0, start: int, size: int) -> Float[Array, "size d"]:
     return y0.rows(index) if isinstance(y0, GaussianStarts) else jnp.asarray(y0)[index]
 
 
+def _batch_mesh() -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.asarray(jax.local_devices()), ("batch",))
+
+
 def _shard(batch: Array) -> Array:
     """Split the batch axis across every local device (a no-op on one device)."""
-    devices = jax.local_devices()
-    if len(devices) == 1:
+    if jax.local_device_count() == 1:
         return batch
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
-    return jax.device_put(batch, NamedSharding(mesh, PartitionSpec("batch")))
+    return jax.device_put(batch, NamedSharding(_batch_mesh(), PartitionSpec("batch")))
+
+
+def blockwise(
+    fn: Callable[[Float[Array, "block d"]], PyTree], y: Float[Array, "rows d"], block_size: int
+) -> PyTree:
+    """Inside `jit`: apply the row-wise batched `fn` to `y` one block of `block_size` rows
+    at a time, each device taking whole blocks of its share of the rows.
+
+    `y` must have a multiple of `block_size * jax.local_device_count()` rows, as
+    [`jaxflow.flows.map_chunks`][] provides. Outputs keep the leading row axis.
+    """
+
+    def local(rows):
+        blocks = rows.reshape(-1, block_size, rows.shape[-1])
+        out = jax.lax.map(fn, blocks)
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+    if jax.local_device_count() == 1:
+        return local(y)
+    spec = PartitionSpec("batch")
+    # Rows are independent, so no collective is needed; diffrax's internal conds mix
+    # per-device and replicated values, which the varying-axes check would refuse.
+    return jax.shard_map(local, mesh=_batch_mesh(), in_specs=spec, out_specs=spec, check_vma=False)(y)
 
 
 def map_chunks(
@@ -35,29 +68,40 @@ def map_chunks(
     y0: Float[Array, "batch d"] | GaussianStarts,
     chunk_size: int | None,
     *,
+    block_size: int = 1,
     progress: bool = False,
     desc: str = "",
 ) -> PyTree:
-    """Apply a row-wise batched `fn` to `y0` in chunks of `chunk_size` rows.
+    """Apply a row-wise batched `fn` to `y0` in chunks of at most about `chunk_size` rows.
 
-    Every call sees the same shape (the last chunk is padded, then trimmed), so `fn`
-    compiles once, and rows do not interact, so the result does not depend on the chunk
-    size. Each chunk's batch axis is sharded across the local devices; the padded chunk
-    size is rounded up to a multiple of the device count. Outputs whose leading axis is
-    the batch are concatenated in order.
+    Every call sees the same shape: the chunk size is rounded up to a multiple of
+    `block_size` times the local device count and the last chunk is padded, then
+    trimmed, so `fn` compiles once. Each chunk's rows are sharded across the local
+    devices. Outputs whose leading axis is the batch are assembled in order.
     """
     total = num_starts(y0)
-    devices = len(jax.local_devices())
-    size = total if chunk_size is None else min(int(chunk_size), total)
-    if size < 1:
+    if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
-    size = math.ceil(size / devices) * devices
+    multiple = block_size * jax.local_device_count()
+    size = total if chunk_size is None else min(int(chunk_size), total)
+    size = math.ceil(size / multiple) * multiple
     starts = range(0, total, size)
-    pieces = []
+    out = None
     for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress or len(starts) == 1):
-        out = fn(_shard(_rows(y0, start, size)))
+        piece = fn(_shard(_rows(y0, start, size)))
         keep = min(size, total - start)
-        pieces.append(jax.tree.map(lambda x: x[:keep], out))
-    if len(pieces) == 1:
-        return pieces[0]
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
+        piece = jax.tree.map(lambda x: x[:keep], piece)
+        if len(starts) == 1:
+            return piece
+        if out is None:
+            # Filled in place chunk by chunk: concatenating the pieces at the end would
+            # hold every output twice, so peak memory would grow with the batch.
+            out = jax.tree.map(lambda x: jnp.zeros((total, *x.shape[1:]), x.dtype), piece)
+        out = _place(out, piece, start)
+    return out
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _place(out: PyTree, piece: PyTree, start) -> PyTree:
+    """Write the rows of `piece` into `out` from row `start` (`out` is donated: no copy)."""
+    return jax.tree.map(lambda o, p: jax.lax.dynamic_update_slice_in_dim(o, p, start, 0), out, piece)

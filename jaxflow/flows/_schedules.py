@@ -15,7 +15,7 @@ class AbstractSchedule(eqx.Module):
     @abc.abstractmethod
     def grid(
         self, sigma_max: Float[ArrayLike, ""], sigma_min: Float[ArrayLike, ""], steps: int
-    ) -> Float[Array, " steps+1"]:
+    ) -> Float[Array, " grid"]:
         """The `steps + 1` noise levels, from `sigma_max` down to `sigma_min`."""
 
 

@@ -1,0 +1,172 @@
+"""Helpers shared by the benchmark scripts: the machine's description, best-of-k timing,
+peak memory, and the JSON and markdown writers."""
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: platform, CPU, cores, JAX, backend, devices."""
+    devices = jax.devices()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "memory_gib": _memory_gib(),
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "devices": [f"{d.platform}:{d.device_kind}" for d in devices],
+        "x64": bool(jax.config.jax_enable_x64),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line naming the machine, for the top of a markdown report."""
+    kinds = sorted(set(info["devices"]))
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {info['platform']}; "
+        f"JAX {info['jax']} on {info['backend']} ({', '.join(kinds)} x{len(info['devices'])}); "
+        f"NumPy {info['numpy']}; x64 {'on' if info['x64'] else 'off'}"
+        + (f"; XLA_FLAGS={info['xla_flags']}" if info["xla_flags"] else "")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """`first_s`: the first call (compilation, if any, plus one run); `best_s`: the best
+    of the repeats after it; `compile_s`: their difference, the cost of the first call."""
+
+    first_s: float
+    best_s: float
+    repeats: int
+
+    @property
+    def compile_s(self) -> float:
+        return max(self.first_s - self.best_s, 0.0)
+
+
+def timeit(
+    fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = float("inf"), min_repeats: int = 1
+) -> Timing:
+    """Time `fn()` (which returns JAX or NumPy arrays) as diffrax's benchmarks do: one
+    first call, then up to `repeats` more, each ended by `jax.block_until_ready`.
+
+    After `min_repeats`, repeats stop before one more (as long as the last) would take
+    them past `budget_s` seconds. With `min_repeats=0` and a first call longer than the
+    budget, that call is the only measurement: pass 0 only when `fn` is already compiled.
+    """
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    while len(times) < repeats and (
+        len(times) < min_repeats or sum(times) + (times[-1] if times else first) <= budget_s
+    ):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return Timing(first_s=first, best_s=min(times, default=first), repeats=len(times))
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now."""
+    try:
+        pages = int(pathlib.Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss_bytes()
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark to the current RSS (Linux >= 4.0); False if
+    unsupported, in which case `peak_rss_bytes` is the peak since the process started."""
+    try:
+        pathlib.Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size: VmHWM where readable, else `getrusage`'s `ru_maxrss`."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # kB on Linux
+
+
+def device_peak_bytes() -> int | None:
+    """Peak bytes in use on the default device (GPU/TPU); None on CPU."""
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A markdown table; `columns` are `(key, header, format spec)`."""
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---:" for _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(key), spec) for key, _, spec in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, out: pathlib.Path = RESULTS) -> None:
+    """Write `out/name.json` and `out/name.md`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+    (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    print(f"wrote {out / name}.json and {out / name}.md")

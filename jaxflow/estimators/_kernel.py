@@ -1,0 +1,342 @@
+import math
+
+import equinox as eqx
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.scipy.special as jsp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+from .._numerics import log_diff_exp, signed_logsumexp
+from ..data import Gaussian
+from ._gaussian import default_rtol
+
+
+_LOG_2PI = math.log(2 * math.pi)
+_LOG_4PI = math.log(4 * math.pi)
+
+
+class KernelMixture(eqx.Module):
+    r"""The Gaussian kernel approximation of a sample $S = \{x_1, \dots, x_N\}$
+    (SCIENCE.md H3),
+
+    $$p_S^\varepsilon = \frac1N \sum_{i=1}^N \mathcal N(x_i, \varepsilon^2 I_d), \qquad
+    \varepsilon = c\, s\, N^{-1/d},$$
+
+    with $s$ the standard deviation of the sampling distribution and $c$ a bandwidth
+    factor ($c = 1$ in [H]). Under this rule the kernel's self-overlap
+    $\frac1N \mathcal N(0; 0, 2\varepsilon^2 I) = (4\pi c^2 s^2)^{-d/2}$ does not depend
+    on $N$: two mixtures with the same $c\,s$ share it exactly, whatever their sizes,
+    which is what lets [`jaxflow.estimators.relative_distance`][] cancel it exactly.
+
+    **Arguments:**
+
+    - `points`: the sample $x_i$, shape `(N, d)`.
+    - `s`: $s > 0$, the sampling distribution's standard deviation. Default 1.
+    - `bandwidth`: $c > 0$. Default 1.
+
+    **Raises:** `ValueError`/`TypeError` for points that are not a floating `(N, d)`
+    array or a non-scalar `s` or `bandwidth`.
+    """
+
+    points: Float[Array, "N d"]
+    s: Float[Array, ""]
+    bandwidth: Float[Array, ""]
+
+    def __init__(self, points: Float[ArrayLike, "N d"], s: ArrayLike = 1.0, bandwidth: ArrayLike = 1.0):
+        points = jnp.asarray(points)
+        if points.ndim != 2:
+            raise ValueError(f"`points` must have shape (N, d), got shape {points.shape}.")
+        if not jnp.issubdtype(points.dtype, jnp.floating):
+            raise TypeError(f"`points` must be floating point, got dtype {points.dtype}.")
+        self.points = points
+        self.s = jnp.asarray(s, points.dtype)
+        self.bandwidth = jnp.asarray(bandwidth, points.dtype)
+        for name, value in (("s", self.s), ("bandwidth", self.bandwidth)):
+            if value.ndim:
+                raise ValueError(f"`{name}` must be a scalar, got shape {value.shape}.")
+
+    @property
+    def size(self) -> int:
+        """$N$, the number of kernels."""
+        return self.points.shape[-2]
+
+    @property
+    def d(self) -> int:
+        return self.points.shape[-1]
+
+    @property
+    def scale2(self) -> Float[Array, ""]:
+        r"""$c^2 s^2$, the kernel variance before the factor $N^{-2/d}$."""
+        return (self.bandwidth * self.s) ** 2
+
+    @property
+    def eps2(self) -> Float[Array, ""]:
+        r"""$\varepsilon^2 = c^2 s^2 N^{-2/d}$."""
+        return self.scale2 * jnp.exp(-2.0 * math.log(self.size) / self.d)
+
+
+def check_mixture(mix: KernelMixture, name: str) -> KernelMixture:
+    """Refuse non-positive `s` or `bandwidth` (inside jit, via `eqx.error_if`)."""
+    if not isinstance(mix, KernelMixture):
+        raise TypeError(f"`{name}` must be a `KernelMixture`, got {type(mix).__name__}.")
+    s = eqx.error_if(
+        mix.s, ~((mix.s > 0) & (mix.bandwidth > 0)), f"`{name}` needs s > 0 and bandwidth > 0."
+    )
+    return eqx.tree_at(lambda m: m.s, mix, s)
+
+
+def check_same_d(q: Gaussian, *others: tuple[str, KernelMixture | Gaussian]) -> None:
+    if not isinstance(q, Gaussian):
+        raise TypeError(f"`q` must be a `jaxflow.data.Gaussian`, got {type(q).__name__}.")
+    for name, other in others:
+        d = other.points.shape[-1] if isinstance(other, KernelMixture) else other.mean.shape[-1]
+        if d != q.mean.shape[-1]:
+            raise ValueError(f"`{name}` has dimension {d} but `q` has dimension {q.mean.shape[-1]}.")
+
+
+# ---------------------------------------------------------------------------------------
+# The overlaps. Every term of the squared L2 distance is a Gaussian overlap
+#   int N(x; a, A) N(x; b, B) dx = N(a; b, A + B),
+# returned as a log (the overlaps are ~e^-130 at d = 100) with a first-order bound on
+# its relative error, so that a signed sum of them can say whether its sign is certain.
+# ---------------------------------------------------------------------------------------
+
+
+class Spectrum(eqx.Module):
+    """A Gaussian's mean and the eigendecomposition of its covariance, computed once:
+    $\\Sigma + \\varepsilon^2 I$ and $2\\Sigma$ share its eigenvectors."""
+
+    mean: Float[Array, " d"]
+    evals: Float[Array, " d"]
+    evecs: Float[Array, "d d"]
+    singular: Bool[Array, ""]
+
+
+def spectrum(q: Gaussian, rtol: float | None = None) -> Spectrum:
+    d = q.mean.shape[-1]
+    rtol = default_rtol(d, q.cov.dtype) if rtol is None else rtol
+    evals, evecs = jnp.linalg.eigh(0.5 * (q.cov + q.cov.T))
+    singular = evals[0] <= rtol * jnp.max(jnp.abs(evals))
+    return Spectrum(q.mean, jnp.clip(evals, 0.0), evecs, singular)
+
+
+def _unit(dtype) -> float:
+    return float(jnp.finfo(dtype).eps) / 2
+
+
+def log_cross(spec: Spectrum, points: Float[Array, "N d"], var: Float[Array, ""]):
+    r"""$\ln \sum_i \mathcal N(x_i; \mu, \Sigma + v I)$ and a bound on its relative error.
+
+    One rotation $z_i = V^\top (x_i - \mu)$ per point, $O(N d^2)$ in all, and no inverse.
+    The bound adds, to first order and in the worst case, the rounding of the rotation
+    ($\sqrt d \gamma_d |y|^2 / w_{\min}$), of the sums over coordinates, and the backward
+    error of the eigendecomposition ($d u \lambda_{\max}$ in each eigenvalue).
+    """
+    d = points.shape[-1]
+    u = _unit(points.dtype)
+    w = spec.evals + var
+    y = points - spec.mean
+    z = jnp.matmul(y, spec.evecs, precision=lax.Precision.HIGHEST)
+    quad = jnp.sum(z * z / w, axis=-1)
+    log_w = jnp.log(w)
+    log_density = -0.5 * (d * _LOG_2PI + jnp.sum(log_w) + quad)
+    w_min = jnp.min(w)
+    y2 = jnp.max(jnp.sum(y * y, axis=-1))
+    q_max = jnp.max(quad)
+    eta = (d + 4) * u * (
+        0.5 * d * (_LOG_2PI + jnp.max(jnp.abs(log_w)))
+        + q_max
+        + math.sqrt(d) * y2 / w_min
+        + d * jnp.max(spec.evals) / w_min * (1.0 + q_max)
+    )
+    return jsp.logsumexp(log_density), jnp.log(eta)
+
+
+def _block_layout(size: int, block_size: int) -> tuple[int, int]:
+    blocks = max(1, math.ceil(size / block_size))
+    return blocks, math.ceil(size / blocks)
+
+
+def log_pairs(points: Float[Array, "N d"], var: Float[Array, ""], *, gram_dtype=None, block_size: int = 1024):
+    r"""$\ln \sum_{i \ne j} \exp(-\lvert x_i - x_j \rvert^2 / 4v)$ over ordered pairs, and
+    a bound on its relative error.
+
+    Squared distances come from the Gram identity $|x_i|^2 + |x_j|^2 - 2 x_i \cdot x_j$ on
+    points centred at their mean (one matmul per block, no $N^2 d$ tensor of
+    differences). Only the blocks on and above the diagonal are formed (the others are
+    their transposes), as a running log-sum-exp over a `lax.scan`, so memory is one
+    `block_size` square whatever $N$.
+
+    `gram_dtype` sets the precision of the Gram matmul and of the exponentials (default:
+    the points' dtype). In float32 this is some 4x faster on CPU; the rounding of every
+    squared distance is then at most $(d + 8) u (|x_i| + |x_j|)^2$ (Higham's bound for a
+    dot product plus the rounding of the inputs and of the sum), so each exponent is off
+    by at most $e_{\max} = (d + 8) u \max_i |x_i|^2 / v$, and the returned bound is
+    $\operatorname{expm1}(e_{\max})$ plus the rounding of the sums.
+    """
+    size, d = points.shape
+    dtype = points.dtype
+    gram_dtype = dtype if gram_dtype is None else jnp.dtype(gram_dtype)
+    if size < 2:
+        return jnp.asarray(-jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype)
+    blocks, b = _block_layout(size, block_size)
+    x = (points - jnp.mean(points, axis=0)).astype(gram_dtype)
+    x = jnp.pad(x, ((0, blocks * b - size), (0, 0)))
+    valid = jnp.arange(blocks * b) < size
+    norms = jnp.sum(x * x, axis=-1)
+    scale = (-0.25 / var).astype(gram_dtype)
+    rows, cols = np.triu_indices(blocks)
+
+    def block(carry, ij):
+        i, j = ij
+        xi, xj = lax.dynamic_slice_in_dim(x, i * b, b), lax.dynamic_slice_in_dim(x, j * b, b)
+        ni, nj = lax.dynamic_slice_in_dim(norms, i * b, b), lax.dynamic_slice_in_dim(norms, j * b, b)
+        vi, vj = lax.dynamic_slice_in_dim(valid, i * b, b), lax.dynamic_slice_in_dim(valid, j * b, b)
+        gram = jnp.matmul(xi, xj.T, precision=lax.Precision.HIGHEST)
+        exponent = (ni[:, None] + nj[None, :] - 2 * gram) * scale
+        mask = vi[:, None] & vj[None, :] & ((i != j) | ~jnp.eye(b, dtype=bool))
+        top = jnp.max(jnp.where(mask, exponent, -jnp.inf))
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        row_sums = jnp.sum(jnp.where(mask, jnp.exp(exponent - top), 0.0), axis=1)
+        total = jnp.sum(row_sums.astype(dtype))
+        # Blocks off the diagonal stand for themselves and their transposes.
+        log_block = jnp.log(total) + top.astype(dtype) + jnp.where(i == j, 0.0, math.log(2.0))
+        running = jnp.logaddexp(carry, log_block)
+        return running, None
+
+    start = jnp.asarray(-jnp.inf, dtype)
+    lse, _ = lax.scan(block, start, (jnp.asarray(rows), jnp.asarray(cols)))
+    u = _unit(gram_dtype)
+    e_max = (d + 8) * u * jnp.max(jnp.where(valid, norms, 0.0)).astype(dtype) / var
+    eta = jnp.expm1(e_max) + (b + 8) * u + 8 * _unit(dtype) * (1.0 + jnp.abs(lse))
+    return lse, jnp.log(eta)
+
+
+def log_self_diagonal(d: int, scale2: Float[Array, ""]) -> Float[Array, ""]:
+    r"""$\ln (4\pi c^2 s^2)^{-d/2}$: the diagonal of a mixture's self-overlap, and $\int p^2$
+    for $p = \mathcal N(m, s^2 I)$. One expression for both, so that equal inputs give
+    bitwise equal logs."""
+    return -0.5 * d * jnp.log(4 * math.pi * scale2)
+
+
+def _isotropic_variance(cov: Float[Array, "d d"]) -> tuple[Bool[Array, ""], Float[Array, ""]]:
+    var = cov[0, 0]
+    return jnp.all(cov == var * jnp.eye(cov.shape[-1], dtype=cov.dtype)), var
+
+
+def log_square_integral(p: Gaussian, rtol: float | None = None) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    r"""$\ln \int p^2 = \ln \mathcal N(0; 0, 2\Sigma)$ ($+\infty$ if $\Sigma$ is singular) and a
+    bound on its relative error. An exactly isotropic $\Sigma = s^2 I$ goes through
+    [`log_self_diagonal`][], so that it cancels a mixture's diagonal exactly."""
+    d = p.mean.shape[-1]
+    u = _unit(p.cov.dtype)
+    iso, var = _isotropic_variance(p.cov)
+    spec = spectrum(p, rtol)
+    safe = jnp.where(spec.evals > 0, spec.evals, 1.0)
+    general = -0.5 * jnp.sum(jnp.log(4 * math.pi * safe))
+    general = jnp.where(spec.singular, jnp.inf, general)
+    value = jnp.where(iso, log_self_diagonal(d, jnp.where(iso, var, 1.0)), general)
+    eta = (d + 4) * u * (1.0 + jnp.abs(value)) * (1.0 + d * jnp.max(spec.evals) / jnp.min(safe))
+    return value, jnp.log(jnp.where(iso, (d + 4) * u * (1.0 + jnp.abs(value)), eta))
+
+
+def log_gaussian_cross(q: Gaussian, r: Gaussian):
+    r"""$\ln \int q\, r = \ln \mathcal N(\mu_q; \mu_r, \Sigma_q + \Sigma_r)$ and a bound on
+    its relative error (one eigendecomposition of $\Sigma_q + \Sigma_r$)."""
+    joint = spectrum(Gaussian(r.mean, q.cov + r.cov))
+    return log_cross(joint, q.mean[None, :], jnp.zeros((), r.cov.dtype))
+
+
+class L2Terms(eqx.Module):
+    """The terms of $D(q, r) = \\int q^2 - 2\\int q r + \\int r^2$ as logs, with signs and
+    relative-error bounds, in the order `square_q`, `cross`, `self_diagonal`, `self_pairs`."""
+
+    log_terms: Float[Array, " 4"]
+    signs: Float[Array, " 4"]
+    log_eta: Float[Array, " 4"]
+
+
+def l2_terms(q: Gaussian, r: Gaussian | KernelMixture, *, rtol=None, gram_dtype=None, block_size=1024) -> L2Terms:
+    d = q.mean.shape[-1]
+    dtype = q.cov.dtype
+    spec = spectrum(q, rtol)
+    safe = jnp.where(spec.evals > 0, spec.evals, 1.0)
+    log_q2 = jnp.where(spec.singular, jnp.inf, -0.5 * jnp.sum(jnp.log(4 * math.pi * safe)))
+    eta_q2 = (d + 4) * _unit(dtype) * (1.0 + jnp.abs(log_q2)) * (1.0 + d * jnp.max(spec.evals) / jnp.min(safe))
+    if isinstance(r, KernelMixture):
+        var = r.eps2.astype(dtype)
+        cross, eta_cross = log_cross(spec, r.points.astype(dtype), var)
+        cross = cross - math.log(r.size)
+        diag = log_self_diagonal(d, r.scale2.astype(dtype))
+        eta_diag = jnp.log((d + 4) * _unit(dtype) * (1.0 + jnp.abs(diag)))
+        pairs, eta_pairs = log_pairs(r.points.astype(dtype), var, gram_dtype=gram_dtype, block_size=block_size)
+        pairs = diag - math.log(r.size) + pairs
+    else:
+        cross, eta_cross = log_gaussian_cross(q, r)
+        diag, eta_diag = log_square_integral(r, rtol)
+        pairs, eta_pairs = jnp.asarray(-jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype)
+    return L2Terms(
+        log_terms=jnp.stack([log_q2, math.log(2.0) + cross, diag, pairs]),
+        signs=jnp.asarray([1.0, -1.0, 1.0, 1.0], dtype),
+        log_eta=jnp.stack([jnp.log(eta_q2), eta_cross, eta_diag, eta_pairs]),
+    )
+
+
+@eqx.filter_jit
+def log_l2_distance(
+    q: Gaussian, r: Gaussian | KernelMixture, *, rtol: float | None = None
+) -> Float[Array, ""]:
+    r"""$\ln D(q, r)$, the log of the squared $L^2$ distance of
+    [`jaxflow.estimators.l2_distance`][], for dimensions where $D$ itself underflows
+    (at $d = 100$, $D \approx e^{-127}$, below the float32 range). $+\infty$ if $q$ or $r$
+    is degenerate; $-\infty$ if rounding leaves the computed $D \le 0$ ($q = r$ to
+    working precision)."""
+    check_same_d(q, ("r", r))
+    if isinstance(r, KernelMixture):
+        r = check_mixture(r, "r")
+    terms = l2_terms(q, r, rtol=rtol)
+    infinite = jnp.any(jnp.isposinf(terms.log_terms))
+    log_abs, sign = signed_logsumexp(jnp.where(infinite, -jnp.inf, terms.log_terms), terms.signs)
+    return jnp.where(infinite, jnp.inf, jnp.where(sign > 0, log_abs, -jnp.inf))
+
+
+@eqx.filter_jit
+def l2_distance(
+    q: Gaussian, r: Gaussian | KernelMixture, *, rtol: float | None = None
+) -> Float[Array, ""]:
+    r"""The exact squared $L^2$ distance between a Gaussian $q = \mathcal N(\mu, \Sigma)$
+    and a Gaussian or a Gaussian kernel mixture $r$ (SCIENCE.md H3),
+
+    $$D(q, r) = \int (q - r)^2 = \int q^2 - 2 \int q\, r + \int r^2.$$
+
+    Every term is a Gaussian overlap, $\int \mathcal N(x; a, A)\, \mathcal N(x; b, B)\, dx
+    = \mathcal N(a; b, A + B)$. For $r = p_S^\varepsilon$ (a
+    [`jaxflow.estimators.KernelMixture`][]):
+
+    $$\int q^2 = \mathcal N(0; 0, 2\Sigma), \qquad
+    \int q\, r = \frac1N \sum_i \mathcal N(x_i; \mu, \Sigma + \varepsilon^2 I), \qquad
+    \int r^2 = \frac{1}{N^2} \sum_{i, j} \mathcal N(x_i; x_j, 2\varepsilon^2 I).$$
+
+    All are computed in log space (they sit near $e^{-130}$ at $d = 100$), the sums over
+    points as log-sum-exps, and combined by a signed log-sum-exp. One eigendecomposition
+    of $\Sigma$ serves $2\Sigma$ and every $\Sigma + \varepsilon^2 I$, so the cross term
+    costs $O(N d^2)$ and no inverse; the pairwise term costs $O(N^2 d)$ in matmuls.
+
+    **Arguments:**
+
+    - `q`: a [`jaxflow.data.Gaussian`][].
+    - `r`: a [`jaxflow.data.Gaussian`][] or a [`jaxflow.estimators.KernelMixture`][] of
+      the same dimension.
+    - `rtol`: eigenvalues of a covariance at most `rtol` times its largest count as zero.
+      Default [`jaxflow.estimators.default_rtol`][].
+
+    **Returns:** $D(q, r) \ge 0$, a scalar in the inputs' dtype; $+\infty$ when $q$ or a
+    Gaussian $r$ is degenerate (no density: $\int q^2$ diverges).
+
+    !!! note
+        $D$ underflows to 0 in float32 beyond $d \approx 60$; use
+        [`jaxflow.estimators.log_l2_distance`][]. To compare two distances to the same
+        $q$, use [`jaxflow.estimators.relative_distance`][], which never forms either.
+    """
+    return jnp.exp(log_l2_distance(q, r, rtol=rtol))

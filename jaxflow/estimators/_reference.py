@@ -1,0 +1,164 @@
+"""The reference implementation's arithmetic for [H]'s relative distance (SCIENCE.md H3),
+reproduced on purpose, rounding included, so that its results can be told apart from
+the exact ones. Nothing here is meant to be accurate."""
+
+import math
+
+import equinox as eqx
+import jax.lax as lax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..data import Gaussian
+from ._kernel import _unit, KernelMixture
+
+
+# The reference summed its kernel self term in square blocks of this many points.
+REFERENCE_BLOCK = 25
+# ... and counted a Hellinger determinant below this as zero.
+REFERENCE_DET_FLOOR = math.exp(-25.0)
+_F32 = jnp.float32
+# The reference's normalisation: (2 pi)^(1/2) where (2 pi)^(d/2) belongs.
+_TWO_PI = np.float32(2 * math.pi)
+
+
+def _normalisation(cov: Float[Array, "d d"]) -> Float[Array, ""]:
+    return 1.0 / jnp.sqrt(_TWO_PI * jnp.linalg.det(cov))
+
+
+def _block_sums(x: Float[Array, "N d"], scale: Float[Array, ""], tile: int) -> Float[Array, "B B"]:
+    """The sum of exp(-|x_i - x_j|^2 scale) over every 25 x 25 block, shape (B, B)."""
+    size, d = x.shape
+    blocks = math.ceil(size / REFERENCE_BLOCK)
+    per_tile = max(1, min(blocks, tile // REFERENCE_BLOCK))
+    tiles = math.ceil(blocks / per_tile)
+    t = per_tile * REFERENCE_BLOCK
+    padded = tiles * t
+    x = jnp.pad(x - jnp.mean(x, axis=0), ((0, padded - size), (0, 0)))
+    valid = jnp.arange(padded) < size
+    norms = jnp.sum(x * x, axis=-1)
+    rows, cols = np.triu_indices(tiles)
+
+    def tile_sums(sums, ij):
+        i, j = ij
+        xi, xj = lax.dynamic_slice_in_dim(x, i * t, t), lax.dynamic_slice_in_dim(x, j * t, t)
+        ni, nj = lax.dynamic_slice_in_dim(norms, i * t, t), lax.dynamic_slice_in_dim(norms, j * t, t)
+        vi, vj = lax.dynamic_slice_in_dim(valid, i * t, t), lax.dynamic_slice_in_dim(valid, j * t, t)
+        sq = ni[:, None] + nj[None, :] - 2 * jnp.matmul(xi, xj.T, precision=lax.Precision.HIGHEST)
+        # A difference x_i - x_i is exactly zero, and no squared difference is negative:
+        # keep the Gram identity's rounding out of the diagonal, which dominates the sum.
+        sq = jnp.where((i == j) & jnp.eye(t, dtype=bool), 0.0, jnp.maximum(sq, 0.0))
+        kernel = jnp.where(vi[:, None] & vj[None, :], jnp.exp(-sq * scale), 0.0)
+        part = kernel.reshape(per_tile, REFERENCE_BLOCK, per_tile, REFERENCE_BLOCK).sum(axis=(1, 3))
+        sums = lax.dynamic_update_slice(sums, part, (i * per_tile, j * per_tile))
+        # The block (j, i) holds the same numbers as (i, j), transposed.
+        sums = lax.dynamic_update_slice(sums, part.T, (j * per_tile, i * per_tile))
+        return sums, None
+
+    sums = jnp.zeros((tiles * per_tile, tiles * per_tile), _F32)
+    sums, _ = lax.scan(tile_sums, sums, (jnp.asarray(rows), jnp.asarray(cols)))
+    return sums[:blocks, :blocks]
+
+
+def reference_self_term(mix: KernelMixture, *, tile: int = 1000) -> Float[Array, ""]:
+    r"""$\frac{1}{N^2} \frac{1}{\sqrt{2\pi \det(2\varepsilon^2 I)}} \sum_{i,j}
+    e^{-|x_i - x_j|^2 / 4\varepsilon^2}$ in float32, diagonal included, the 25 x 25 block
+    sums added one after another in row-major order as a loop over blocks would."""
+    x = mix.points.astype(_F32)
+    size, d = x.shape
+    eps = (mix.bandwidth * mix.s).astype(_F32) * _F32(size) ** _F32(-1.0 / d)
+    sums = _block_sums(x, 1.0 / (4 * eps * eps), tile)
+
+    def add(total, block_sum):
+        return total + block_sum, None
+
+    total, _ = lax.scan(add, jnp.zeros((), _F32), sums.reshape(-1), unroll=25)
+    return total / _F32(size * size) * _normalisation(2 * eps * eps * jnp.eye(d, dtype=_F32))
+
+
+def reference_cross_term(q: Gaussian, mix: KernelMixture) -> Float[Array, ""]:
+    r"""$\frac1N \sum_i e^{-\frac12 (x_i - \mu)^\top C^{-1} (x_i - \mu)} / \sqrt{2\pi \det C}$,
+    $C = \Sigma + \varepsilon^2 I$, in float32 with an explicit inverse. The reference
+    inverted $C$ once per point; it is the same matrix every time, so one inverse gives
+    the same numbers."""
+    x = mix.points.astype(_F32)
+    size, d = x.shape
+    eps = (mix.bandwidth * mix.s).astype(_F32) * _F32(size) ** _F32(-1.0 / d)
+    cov = q.cov.astype(_F32) + eps * eps * jnp.eye(d, dtype=_F32)
+    inverse = jnp.linalg.inv(cov)
+    y = x - q.mean.astype(_F32)
+    quad = jnp.sum(jnp.matmul(y, inverse, precision=lax.Precision.HIGHEST) * y, axis=-1)
+    return jnp.sum(jnp.exp(-0.5 * quad) * _normalisation(cov)) / _F32(size)
+
+
+def reference_gaussian_terms(q: Gaussian, p: Gaussian) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    d = p.mean.shape[-1]
+    cov_p = p.cov.astype(_F32)
+    cov = q.cov.astype(_F32) + cov_p
+    delta = q.mean.astype(_F32) - p.mean.astype(_F32)
+    cross = jnp.exp(-0.5 * delta @ jnp.linalg.inv(cov) @ delta) * _normalisation(cov)
+    del d
+    return _normalisation(2 * cov_p), cross
+
+
+def reference_relative_distance(q: Gaussian, train: KernelMixture, reference: KernelMixture | Gaussian):
+    from ._relative import RelativeDistance
+
+    self_train = reference_self_term(train)
+    cross_train = reference_cross_term(q, train)
+    if isinstance(reference, KernelMixture):
+        self_ref = reference_self_term(reference)
+        cross_ref = reference_cross_term(q, reference)
+    else:
+        self_ref, cross_ref = reference_gaussian_terms(q, reference)
+    return reference_from_terms(self_train, cross_train, self_ref, cross_ref, q.mean.shape[-1], RelativeDistance)
+
+
+def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int, cls=None):
+    """Delta as the reference formed it, D_S - D_O with D = self - 2 cross, in float32."""
+    if cls is None:
+        from ._relative import RelativeDistance as cls
+    delta = (self_train - 2 * cross_train) - (self_ref - 2 * cross_ref)
+    magnitudes = jnp.stack([self_train, self_ref, jnp.zeros((), _F32), jnp.zeros((), _F32), 2 * cross_train, 2 * cross_ref])
+    log_terms = jnp.log(magnitudes)
+    signs = jnp.asarray([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], _F32)
+    # Each normalisation raises a rounded eps^2 or eigenvalue to the power d (inside a
+    # determinant), so each float32 term carries some 2d ulps; so does Delta.
+    log_error = jnp.log((2 * dim + 8) * _unit(_F32) * jnp.sum(magnitudes))
+    log_abs = jnp.log(jnp.abs(delta))
+    sign = jnp.sign(delta)
+    return cls(
+        sign=sign,
+        log_abs=log_abs,
+        log_terms=log_terms,
+        signs=signs,
+        log_error=log_error,
+        certain=(sign != 0) & (log_abs > log_error),
+        arithmetic="reference",
+    )
+
+
+@eqx.filter_jit
+def reference_hellinger_squared(q: Gaussian, p: Gaussian) -> Float[Array, ""]:
+    r"""The squared Hellinger distance as the reference implementation computed it
+    (SCIENCE.md H3): float32, explicit determinants and inverse,
+
+    $$H^2 = 1 - \frac{(\det\Sigma_q)^{1/4} (\det\Sigma_p)^{1/4}}{(\det\bar\Sigma)^{1/2}}
+    e^{-\frac18 \delta^\top \bar\Sigma^{-1} \delta},$$
+
+    with a determinant of $\Sigma_q$ or $\Sigma_p$ below $e^{-25}$ counted as 0, so that
+    $H^2 = 1$. At $d = 100$ this holds for every $n$ (the generated covariance's
+    eigenvalues sit near $\rho \approx 0.5$, $0.5^{100} \approx 10^{-30}$), which is why
+    the reference's Hellinger curve is flat; the exact
+    [`jaxflow.estimators.hellinger_squared`][] is not.
+    """
+    cov_q, cov_p = q.cov.astype(_F32), p.cov.astype(_F32)
+    det_q, det_p = jnp.linalg.det(cov_q), jnp.linalg.det(cov_p)
+    bar = 0.5 * (cov_q + cov_p)
+    delta = q.mean.astype(_F32) - p.mean.astype(_F32)
+    bc = (det_q**0.25 * det_p**0.25 / jnp.sqrt(jnp.linalg.det(bar))) * jnp.exp(
+        -0.125 * delta @ jnp.linalg.inv(bar) @ delta
+    )
+    floor = jnp.minimum(det_q, det_p) < _F32(REFERENCE_DET_FLOOR)
+    return jnp.where(floor, _F32(1.0), 1.0 - bc)
