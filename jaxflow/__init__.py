@@ -6,6 +6,12 @@ The stages, in pipeline order: [`jaxflow.data`][], [`jaxflow.denoisers`][],
 
 from importlib.metadata import version
 
+from ._workarounds import disable_ynn_fusion
+
+
+# Before any JAX computation: XLA reads its flags when the backend starts.
+disable_ynn_fusion()
+
 from . import data as data, denoisers as denoisers, estimators as estimators, flows as flows
 from .data import GaussianStarts as GaussianStarts
 from .denoisers import (

@@ -48,9 +48,10 @@ class GaussianStarts(eqx.Module):
     def dtype(self):
         return self.centre.dtype
 
-    @eqx.filter_jit
     def rows(self, indices: ArrayLike) -> Float[Array, "batch d"]:
         """The starts with the given global indices."""
+        # Deliberately not jitted: XLA would fuse `centre + scale * eps` into contractions
+        # whose rounding depends on the batch length, and a start's bits must not.
 
         def one(i):
             eps = jr.normal(jr.fold_in(self.key, i), (self.d,), self.dtype)
