@@ -21,13 +21,21 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def _cpu_model() -> str:
+    """The model name, with the family/model numbers and widest SIMD that a virtual
+    machine's generic name ("AMD EPYC") leaves out."""
+    fields: dict[str, str] = {}
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    flags = fields.get("flags", "").split()
+    simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    extra = [f"family {fields['cpu family']} model {fields['model']}"] if "model" in fields else []
+    extra += [simd] if simd else []
+    name = fields.get("model name", platform.processor() or "unknown")
+    return f"{name} ({', '.join(extra)})" if extra else name
 
 
 def _memory_gib() -> float | None:
@@ -38,6 +46,19 @@ def _memory_gib() -> float | None:
     except OSError:
         pass
     return None
+
+
+def _initial_environment(name: str) -> str | None:
+    # The environment the process started with: libraries may change `os.environ` later
+    # (jaxflow sets XLA and OpenBLAS defaults on import), after NumPy's BLAS has read it.
+    try:
+        for item in pathlib.Path("/proc/self/environ").read_bytes().split(b"\0"):
+            key, _, value = item.decode(errors="replace").partition("=")
+            if key == name:
+                return value
+        return None
+    except OSError:
+        return os.environ.get(name)
 
 
 def machine() -> dict[str, Any]:
@@ -57,6 +78,7 @@ def machine() -> dict[str, Any]:
         "devices": [f"{d.platform}:{d.device_kind}" for d in devices],
         "x64": bool(jax.config.jax_enable_x64),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "openblas_num_threads_at_start": _initial_environment("OPENBLAS_NUM_THREADS"),
     }
 
 
@@ -66,7 +88,9 @@ def describe(info: dict[str, Any]) -> str:
     return (
         f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {info['platform']}; "
         f"JAX {info['jax']} on {info['backend']} ({', '.join(kinds)} x{len(info['devices'])}); "
-        f"NumPy {info['numpy']}; x64 {'on' if info['x64'] else 'off'}"
+        f"NumPy {info['numpy']} (OpenBLAS threads at start: "
+        f"{info['openblas_num_threads_at_start'] or 'default'}); "
+        f"x64 {'on' if info['x64'] else 'off'}"
         + (f"; XLA_FLAGS={info['xla_flags']}" if info["xla_flags"] else "")
     )
 
@@ -85,27 +109,53 @@ class Timing:
         return max(self.first_s - self.best_s, 0.0)
 
 
-def timeit(
-    fn: Callable[[], Any], *, repeats: int = 3, budget_s: float = float("inf"), min_repeats: int = 1
-) -> Timing:
-    """Time `fn()` (which returns JAX or NumPy arrays) as diffrax's benchmarks do: one
-    first call, then up to `repeats` more, each ended by `jax.block_until_ready`.
-
-    After `min_repeats`, repeats stop before one more (as long as the last) would take
-    them past `budget_s` seconds. With `min_repeats=0` and a first call longer than the
-    budget, that call is the only measurement: pass 0 only when `fn` is already compiled.
-    """
+def _once(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    while len(times) < repeats and (
-        len(times) < min_repeats or sum(times) + (times[-1] if times else first) <= budget_s
+    return time.perf_counter() - start
+
+
+def timeit_together(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    repeats: int = 3,
+    budget_s: float = float("inf"),
+    min_repeats: int = 1,
+) -> dict[str, Timing]:
+    """Time several `fn()`s (each returning JAX or NumPy arrays) as diffrax's benchmarks
+    do: a first call of each, then up to `repeats` rounds of one call of each in turn,
+    every call ended by `jax.block_until_ready`. Taking turns exposes them all to the
+    same machine load, so their ratios stay meaningful on a busy machine.
+
+    After `min_repeats` rounds, rounds stop before one more (as long as the last) would
+    take them past `budget_s` seconds per function. With `min_repeats=0` and first calls
+    longer than the budget, those calls are the only measurement: pass 0 only when every
+    `fn` is already compiled.
+    """
+    first = {name: _once(fn) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+
+    def spent(last: bool) -> float:
+        return sum((t[-1] if t else first[n]) if last else sum(t) for n, t in times.items())
+
+    rounds = 0
+    while rounds < repeats and (
+        rounds < min_repeats or spent(False) + spent(True) <= budget_s * len(fns)
     ):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return Timing(first_s=first, best_s=min(times, default=first), repeats=len(times))
+        for name, fn in fns.items():
+            times[name].append(_once(fn))
+        rounds += 1
+    return {
+        name: Timing(
+            first_s=first[name], best_s=min(times[name], default=first[name]), repeats=rounds
+        )
+        for name in fns
+    }
+
+
+def timeit(fn: Callable[[], Any], **kwargs) -> Timing:
+    """`timeit_together` for one function."""
+    return timeit_together({"fn": fn}, **kwargs)["fn"]
 
 
 def rss_bytes() -> int:
@@ -164,7 +214,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
     return "\n".join(lines)
 
 
-def write_results(name: str, data: dict[str, Any], markdown: str, out: pathlib.Path = RESULTS) -> None:
+def write_results(
+    name: str, data: dict[str, Any], markdown: str, out: pathlib.Path = RESULTS
+) -> None:
     """Write `out/name.json` and `out/name.md`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(data, indent=2, default=float) + "\n")

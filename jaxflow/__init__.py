@@ -6,11 +6,11 @@ The stages, in pipeline order: [`jaxflow.data`][], [`jaxflow.denoisers`][],
 
 from importlib.metadata import version
 
-from ._workarounds import disable_ynn_fusion
+from ._workarounds import apply_xla_workarounds
 
 
 # Before any JAX computation: XLA reads its flags when the backend starts.
-disable_ynn_fusion()
+apply_xla_workarounds()
 
 from . import data as data, denoisers as denoisers, estimators as estimators, flows as flows
 from .data import GaussianStarts as GaussianStarts

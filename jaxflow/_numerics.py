@@ -95,6 +95,7 @@ def signed_logsumexp(
     live = (signs != 0) & ~jnp.isneginf(log_abs)
     top = jnp.max(jnp.where(live, log_abs, -jnp.inf), axis=-1, keepdims=True)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
-    total = jnp.sum(jnp.where(live, signs * jnp.exp(jnp.where(live, log_abs - top, 0.0)), 0.0), axis=-1)
+    terms = signs * jnp.exp(jnp.where(live, log_abs - top, 0.0))
+    total = jnp.sum(jnp.where(live, terms, 0.0), axis=-1)
     log_total = jnp.where(total == 0, -jnp.inf, top[..., 0] + jnp.log(jnp.abs(total)))
     return log_total, jnp.sign(total).astype(log_total.dtype)

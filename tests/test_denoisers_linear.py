@@ -18,6 +18,7 @@ from jaxflow.denoisers import (
 )
 from jaxflow.estimators import kl_divergence
 from jaxflow.flows import gaussian_probability_flow, Geometric, Karras, probability_flow
+from jaxflow.flows._affine import propagate_on_grid
 
 
 def np_fit(x0, xt):
@@ -41,7 +42,7 @@ def test_forward_jump_moments(getkey):
     np.testing.assert_allclose(noise.var(1), var, rtol=0.03)
 
 
-@pytest.mark.parametrize("n, k, d", [(4, 1, 10), (3, 2, 10), (40, 3, 5)])
+@pytest.mark.parametrize("n, k, d", [(4, 1, 5), (2, 2, 5), (12, 3, 5)])
 def test_fit_matches_lstsq(getkey, n, k, d):
     # n - 1 < d (minimum-norm: rank-deficient), with k = 1 and with nk - 1 < d, and
     # n - 1 >= d (unique).
@@ -57,7 +58,7 @@ def test_fit_matches_lstsq(getkey, n, k, d):
 
 
 def test_fit_vmaps_over_repetitions(getkey):
-    n, d, reps = 5, 8, 3
+    n, d, reps = 4, 5, 3
     x0 = jr.normal(getkey(), (reps, n, d))
     keys = jr.split(getkey(), reps)
     xt = jax.vmap(lambda k, x: forward_jump(k, x, T=1.0, lam=1.0))(keys, x0)
@@ -69,38 +70,36 @@ def test_fit_vmaps_over_repetitions(getkey):
 
 def test_mask_equals_the_unpadded_fit(getkey):
     # Padding rows with a mask reproduces the fit, the Wiener fit and q of the subset.
-    n, n_max, d, T, lam = 6, 15, 8, 1.0, 0.7
+    n, n_max, d, T, lam = 4, 12, 5, 1.0, 0.7
     x0 = 2.0 + jr.normal(getkey(), (n_max, d))
     xt = forward_jump(getkey(), x0, T=T, lam=lam, draws=2)
     mask = jnp.arange(n_max) < n
-    for make in (
-        lambda x, t, **kw: fit_affine(x, t, **kw),
-        lambda x, t, **kw: wiener_affine(x, T=T, lam=lam, **kw),
-    ):
-        padded, exact = make(x0, xt, mask=mask), make(x0[:n], xt[:n])
-        np.testing.assert_allclose(padded.weight, exact.weight, rtol=1e-9, atol=1e-11)
-        np.testing.assert_allclose(padded.bias, exact.bias, rtol=1e-9, atol=1e-11)
-        qp = one_step_gaussian(padded, x0, T=T, lam=lam, mask=mask)
-        qe = one_step_gaussian(exact, x0[:n], T=T, lam=lam)
-        np.testing.assert_allclose(qp.cov, qe.cov, rtol=1e-9, atol=1e-11)
-        np.testing.assert_allclose(qp.mean, qe.mean, rtol=1e-9)
+    padded, exact = fit_affine(x0, xt, mask=mask), fit_affine(x0[:n], xt[:n])
+    np.testing.assert_allclose(padded.weight, exact.weight, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(padded.bias, exact.bias, rtol=1e-9, atol=1e-11)
+    qp = one_step_gaussian(padded, x0, T=T, lam=lam, mask=mask)
+    qe = one_step_gaussian(exact, x0[:n], T=T, lam=lam)
+    np.testing.assert_allclose(qp.cov, qe.cov, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(qp.mean, qe.mean, rtol=1e-9)
+    padded, exact = wiener_affine(x0, T=T, lam=lam, mask=mask), wiener_affine(x0[:n], T=T, lam=lam)
+    np.testing.assert_allclose(padded.weight, exact.weight, rtol=1e-9, atol=1e-11)
     start = ve_start(x0, sigma_max=3.0, mask=mask)
     np.testing.assert_allclose(start.cov, ve_start(x0[:n], sigma_max=3.0).cov, rtol=1e-12)
 
 
 def test_wiener_is_the_many_draws_limit(getkey):
-    n, d, T, lam, k = 6, 3, 0.5, 1.0, 40_000
+    n, d, T, lam, k = 4, 5, 0.5, 1.0, 10_000
     x0 = jr.normal(getkey(), (n, d))
     exact = wiener_affine(x0, T=T, lam=lam)
     fitted = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam, draws=k))
     np.testing.assert_allclose(exact.weight, exact.weight.T, atol=1e-14)
-    # Sampling error of the least-squares fit is O(1 / sqrt(n k)) ~ 2e-3.
+    # Sampling error of the least-squares fit is O(1 / sqrt(n k)) ~ 5e-3.
     np.testing.assert_allclose(fitted.weight, exact.weight, atol=2e-2)
     np.testing.assert_allclose(fitted.bias, exact.bias, atol=2e-2)
 
 
 def test_one_step_gaussian_is_the_law_of_the_output(getkey):
-    n, d, T, lam = 12, 4, 1.0, 1.0
+    n, d, T, lam = 12, 5, 1.0, 1.0
     x0 = 2.0 + jr.normal(getkey(), (n, d))
     den = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam))
     q = one_step_gaussian(den, x0, T=T, lam=lam)
@@ -116,9 +115,9 @@ def test_one_step_gaussian_is_the_law_of_the_output(getkey):
     np.testing.assert_allclose(np.cov(out.T), q.cov, atol=0.02 * np.abs(q.cov).max())
 
 
-@pytest.mark.parametrize("n", [5, 30])
+@pytest.mark.parametrize("n", [4, 12])
 def test_conventions_share_the_spectrum(getkey, n):
-    d, T, lam = 10, 2.0, 1.0
+    d, T, lam = 5, 2.0, 1.0
     x0 = 10.0 + jr.normal(getkey(), (n, d))
     den = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam))
     qc = one_step_gaussian(den, x0, T=T, lam=lam, convention="consistent")
@@ -136,7 +135,7 @@ def test_conventions_share_the_spectrum(getkey, n):
 
 
 def test_bad_arguments(getkey):
-    x0 = jr.normal(getkey(), (5, 3))
+    x0 = jr.normal(getkey(), (4, 5))
     den = fit_affine(x0, forward_jump(getkey(), x0, T=1.0, lam=1.0))
     with pytest.raises(ValueError, match="'consistent', 'reference'"):
         one_step_gaussian(den, x0, T=1.0, lam=1.0, convention="transpose")
@@ -162,30 +161,30 @@ def test_piecewise_selects_nearest_level_in_log_sigma():
         np.testing.assert_allclose(den(y, sigma), k * y)
 
 
-def _affine_of_flow(den, start, **kw):
-    """The flow's map y0 -> A y0 + c, read off probability_flow at d + 1 starts."""
-    d = start.mean.shape[0]
-    y0 = start.mean + jnp.concatenate([jnp.zeros((1, d)), jnp.eye(d)])
-    ys = probability_flow(den, y0, **kw).ys
-    return (ys[1:] - ys[0]).T, ys[0] - (ys[1:] - ys[0]).T @ start.mean
-
-
 @pytest.mark.parametrize("solver, schedule", [("euler", "geometric"), ("heun", "karras")])
 def test_exact_propagation_matches_probability_flow(getkey, solver, schedule):
-    n, d, steps, smax, smin = 7, 5, 6, 20.0, 0.02
+    n, d, steps, smax, smin = 12, 5, 6, 20.0, 0.02
     x0 = 3.0 + jr.normal(getkey(), (n, d))
     sched = Geometric() if schedule == "geometric" else Karras()
     grid = sched.grid(jnp.asarray(smax), jnp.asarray(smin), steps)
-    den = fit_piecewise_affine(x0, forward_ve(getkey(), x0, grid, draws=2), grid)
+    if solver == "euler":
+        den = fit_piecewise_affine(x0, forward_ve(getkey(), x0, grid, draws=2), grid)
+    else:
+        den = wiener_piecewise_affine(x0, grid)
     start = ve_start(x0, sigma_max=smax)
     kw = dict(sigma_max=smax, sigma_min=smin, steps=steps, solver=solver, schedule=schedule)
     q = gaussian_probability_flow(den, start, **kw)
-    a, c = _affine_of_flow(den, start, **kw)
+    # One solve: d + 1 starts that read off the flow's affine map y0 -> A y0 + c
+    # exactly, then m samples of the start law.
+    m = 4096
+    basis = start.mean + jnp.concatenate([jnp.zeros((1, d)), jnp.eye(d)])
+    ys = np.asarray(probability_flow(den, jnp.concatenate([basis, start.sample(getkey(), m)]), **kw).ys)
+    a = (ys[1 : d + 1] - ys[0]).T
+    c = ys[0] - a @ np.asarray(start.mean)
     np.testing.assert_allclose(q.mean, a @ start.mean + c, rtol=1e-10)
     np.testing.assert_allclose(q.cov, a @ start.cov @ a.T, rtol=1e-9, atol=1e-12)
     # And by sampling: the endpoints' mean and covariance.
-    m = 4096
-    ys = np.asarray(probability_flow(den, start.sample(getkey(), m), **kw).ys)
+    ys = ys[d + 1 :]
     scale = np.sqrt(np.diag(q.cov))
     np.testing.assert_allclose(ys.mean(0), q.mean, atol=5 * scale.max() / np.sqrt(m))
     np.testing.assert_allclose(np.cov(ys.T), q.cov, atol=0.1 * scale.max() ** 2)
@@ -194,7 +193,7 @@ def test_exact_propagation_matches_probability_flow(getkey, solver, schedule):
 def test_one_euler_step_is_the_one_step_denoiser(getkey):
     # One Euler step from sigma_max to sigma_min: y + (sigma_min/sigma_max - 1)(y - D(y)),
     # which tends to D(y) as sigma_min -> 0.
-    n, d = 6, 4
+    n, d = 4, 5
     x0 = jr.normal(getkey(), (n, d))
     den = wiener_affine(x0, T=1.0, lam=1.0)
     start = Gaussian(jnp.ones(d), 2.0 * jnp.eye(d))
@@ -204,12 +203,25 @@ def test_one_euler_step_is_the_one_step_denoiser(getkey):
     np.testing.assert_allclose(q.cov, 2.0 * w @ w.T, rtol=1e-9, atol=1e-14)
 
 
+def test_repeated_levels_are_identity_steps(getkey):
+    # Padding a grid by repeating sigma_min adds zero-length steps: the same Gaussian.
+    n, d, steps = 12, 5, 4
+    x0 = jr.normal(getkey(), (n, d))
+    grid = Geometric().grid(jnp.asarray(8.0), jnp.asarray(0.1), steps)
+    den = wiener_piecewise_affine(x0, grid)
+    start = ve_start(x0, sigma_max=8.0)
+    q = gaussian_probability_flow(den, start, sigma_max=8.0, sigma_min=0.1, steps=steps)
+    padded = propagate_on_grid(den, start, jnp.concatenate([grid, jnp.full(3, grid[-1])]))
+    np.testing.assert_array_equal(padded.mean, q.mean)
+    np.testing.assert_array_equal(padded.cov, q.cov)
+
+
 def _fd(f, x, eps=1e-5):
     return (f(x + eps) - f(x - eps)) / (2 * eps)
 
 
 def test_grad_expected_kl_wrt_T_and_lambda(getkey):
-    d, n = 6, 20
+    d, n = 5, 12
     p = Gaussian.isotropic(d, mean=10.0)
     x0 = p.sample(getkey(), n)
     z = jr.normal(getkey(), (n, 3, d))
@@ -232,9 +244,11 @@ def test_grad_expected_kl_wrt_T_and_lambda(getkey):
         np.testing.assert_allclose(g_lam, _fd(lambda l: f(T, l), lam), rtol=1e-5)
 
 
-@pytest.mark.parametrize("solver", ["heun", pytest.param("euler", marks=pytest.mark.slow)])
-def test_grad_multistep_kl_wrt_sigma_max(getkey, solver):
-    d, n, steps, smin = 4, 12, 5, 0.05
+@pytest.mark.parametrize(
+    "solver, fitted", [("heun", True), pytest.param("euler", False, marks=pytest.mark.slow)]
+)
+def test_grad_multistep_kl_wrt_sigma_max(getkey, solver, fitted):
+    d, n, steps, smin = 5, 12, 4, 0.05
     p = Gaussian.isotropic(d, mean=3.0)
     x0 = p.sample(getkey(), n)
     z = jr.normal(getkey(), (steps + 1, n, 2, d))
@@ -249,10 +263,10 @@ def test_grad_multistep_kl_wrt_sigma_max(getkey, solver):
         q = gaussian_probability_flow(den, start, sigma_max=smax, sigma_min=smin, steps=steps, solver=solver)
         return kl_divergence(q, p)
 
-    for fitted in (False, True):
-        f = jax.jit(lambda s: kl(s, fitted))
-        smax = jnp.asarray(5.0)
-        np.testing.assert_allclose(jax.jit(jax.grad(f))(smax), _fd(f, smax), rtol=1e-5)
+    # Least squares on fixed noise draws (reparametrised) or the noise-averaged fit.
+    f = jax.jit(lambda s: kl(s, fitted))
+    smax = jnp.asarray(5.0)
+    np.testing.assert_allclose(jax.jit(jax.grad(f))(smax), _fd(f, smax), rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -414,10 +414,11 @@ def test_non_positive_tol_is_refused_on_the_host_and_under_jit(tol):
 
 
 def test_linearly_dependent_edges_are_refused():
-    # At beta = 1 the simplex's edges sum to zero: a flat hyperbox.
-    flat = jf.data.obtuse_simplex(None, 4, 3, beta=1.0)
+    # Three edges in a plane (they sum to zero): a flat hyperbox. `obtuse_simplex` refuses
+    # to build it, so the points are written out.
+    flat = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-0.5, 0.8, 0.0], [-0.5, -0.8, 0.0]])
     with pytest.raises(ValueError, match="linearly dependent"):
-        classify_endpoints(jnp.zeros((2, 4)), flat)
+        classify_endpoints(jnp.zeros((2, 3)), flat, simplex=True)
     with pytest.raises(ValueError, match="linearly dependent"):
         hyperbox_coordinates(jnp.zeros(4), jnp.array([[1.0, 0.0], [2.0, 0.0]]))
 

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+
+import jaxflow as jf
 import pytest
 from helpers import exact_probability_flow, nearest_vertex
 from jaxflow.estimators import EndpointClass
@@ -123,8 +125,8 @@ def test_blocks_do_not_change_the_numbers():
     preset = get_preset("orthogonal-probability-flow")().quick()
     setup = _orthogonal._setup(preset)
     sigma_max, sigma_min = jnp.asarray(0.085), jnp.asarray(preset.sigma_min)
-    exact = lambda y0: _orthogonal._exact_probability_flow(
-        y0, setup.points, setup.denoiser.alpha, sigma_max, sigma_min
+    exact = lambda y0: jf.flows.exact_probability_flow(
+        setup.denoiser, y0, sigma_max=sigma_max, sigma_min=sigma_min
     )
     with tqdm(disable=True) as bar:
         whole = _orthogonal._tally(exact, exact, setup, preset.num_starts, bar)

@@ -31,6 +31,7 @@ from helpers import (
     orthogonal_points,
     RAMP,
     tree_allclose,
+    without_runtime_typechecks,
     tree_equal,
     without_runtime_typechecks,
 )
@@ -578,3 +579,46 @@ def test_sharded_across_two_devices_gives_single_device_endpoints(tmp_path):
         np.testing.assert_allclose(
             sharded[chunk], np.asarray(single), rtol=1e-14, atol=1e-15, err_msg=f"chunk_size={chunk}"
         )
+
+
+def test_library_exact_probability_flow_matches_independent_oracle():
+    rng = np.random.default_rng(21)
+    points = orthogonal_points(rng, 9, np.linspace(1.0, 2.0, 6))
+    y0 = rng.normal(0.6, 0.7, size=(500, 9))
+    denoiser = jf.MinNormOrthogonal(jnp.asarray(points), alpha=1.5)
+    got = jf.flows.exact_probability_flow(
+        denoiser, jnp.asarray(y0), sigma_max=0.3, sigma_min=1e-3
+    )
+    want = exact_probability_flow(y0, points, alpha=1.5, sigma_max=0.3, sigma_min=1e-3)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-13)
+
+
+def test_library_score_flow_limit_is_the_nearest_vertex():
+    rng = np.random.default_rng(22)
+    points = orthogonal_points(rng, 9, np.linspace(1.0, 2.0, 6))
+    y0 = rng.normal(0.6, 0.7, size=(500, 9))
+    denoiser = jf.MinNormOrthogonal(jnp.asarray(points))
+    _, vertex = nearest_vertex(y0, points)
+    got = jf.flows.score_flow_limit(denoiser, jnp.asarray(y0))
+    np.testing.assert_allclose(np.asarray(got), vertex, rtol=0, atol=1e-13)
+
+
+def test_exact_solutions_refuse_other_denoisers():
+    with without_runtime_typechecks(), pytest.raises(TypeError, match="for `MinNormOrthogonal` only"):
+        jf.flows.score_flow_limit(jf.EmpiricalOptimal(jnp.eye(2)), jnp.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_endpoints_are_bitwise_identical_across_many_chunks(dtype):
+    # Larger than two blocks, so several chunks are solved, the last one padded and the
+    # pieces placed into one output.
+    block = jf.flows._chunking.BLOCK_SIZE
+    points = jnp.asarray(orthogonal_points(np.random.default_rng(5), 6, [1.0, 1.5, 2.0]), dtype)
+    denoiser = jf.MinNormOrthogonal(points, alpha=1.0)
+    starts = jf.GaussianStarts(jr.key(8), 2 * block + 123, jnp.full(6, 0.5, dtype), 0.6)
+    flow = lambda chunk: jf.probability_flow(
+        denoiser, starts, sigma_max=0.4, sigma_min=1e-3, steps=4, chunk_size=chunk
+    ).ys
+    whole = flow(None)
+    for chunk in (block, block + 1000):
+        assert tree_equal(flow(chunk), whole)

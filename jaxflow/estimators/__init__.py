@@ -19,7 +19,23 @@ from ._intervals import (
     ClassFractions as ClassFractions,
     wilson_interval as wilson_interval,
 )
+from ._kernel import (
+    KernelMixture as KernelMixture,
+    l2_distance as l2_distance,
+    log_l2_distance as log_l2_distance,
+)
+from ._reference import reference_hellinger_squared as reference_hellinger_squared
+from ._relative import relative_distance as relative_distance, RelativeDistance as RelativeDistance
 from ._stability import (
     StabilityResult as StabilityResult,
     virtual_point_stability as virtual_point_stability,
+)
+from ._transitions import (
+    relative_distance_arrays as relative_distance_arrays,
+    relative_distance_sweep as relative_distance_sweep,
+    RelativeDistanceSweep as RelativeDistanceSweep,
+    sweep_inputs as sweep_inputs,
+    transition_point as transition_point,
+    TransitionPoint as TransitionPoint,
+    TransitionProbability as TransitionProbability,
 )

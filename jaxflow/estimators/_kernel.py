@@ -7,7 +7,7 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .._numerics import log_diff_exp, signed_logsumexp
+from .._numerics import signed_logsumexp
 from ..data import Gaussian
 from ._gaussian import default_rtol
 
@@ -43,7 +43,7 @@ class KernelMixture(eqx.Module):
     s: Float[Array, ""]
     bandwidth: Float[Array, ""]
 
-    def __init__(self, points: Float[ArrayLike, "N d"], s: ArrayLike = 1.0, bandwidth: ArrayLike = 1.0):
+    def __init__(self, points: ArrayLike, s: ArrayLike = 1.0, bandwidth: ArrayLike = 1.0):
         points = jnp.asarray(points)
         if points.ndim != 2:
             raise ValueError(f"`points` must have shape (N, d), got shape {points.shape}.")
@@ -92,7 +92,9 @@ def check_same_d(q: Gaussian, *others: tuple[str, KernelMixture | Gaussian]) -> 
     for name, other in others:
         d = other.points.shape[-1] if isinstance(other, KernelMixture) else other.mean.shape[-1]
         if d != q.mean.shape[-1]:
-            raise ValueError(f"`{name}` has dimension {d} but `q` has dimension {q.mean.shape[-1]}.")
+            raise ValueError(
+                f"`{name}` has dimension {d} but `q` has dimension {q.mean.shape[-1]}."
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,24 +135,68 @@ def log_cross(spec: Spectrum, points: Float[Array, "N d"], var: Float[Array, ""]
     ($\sqrt d \gamma_d |y|^2 / w_{\min}$), of the sums over coordinates, and the backward
     error of the eigendecomposition ($d u \lambda_{\max}$ in each eigenvalue).
     """
-    d = points.shape[-1]
-    u = _unit(points.dtype)
-    w = spec.evals + var
     y = points - spec.mean
     z = jnp.matmul(y, spec.evecs, precision=lax.Precision.HIGHEST)
-    quad = jnp.sum(z * z / w, axis=-1)
+    return _log_cross_from(spec.evals, z, jnp.sum(y * y, axis=-1), var)
+
+
+def _log_cross_from(evals, z, y2, var):
+    """The log-sum-exp of `log_cross` from the rotated points `z` on the top `r`
+    eigenvectors (the last `r` of `evals`) and the squared norms `y2`. With `r < d` the
+    other eigenvalues count as zero: the rest of $|y|^2$ lies in the kernel's $vI$."""
+    d, r = evals.shape[-1], z.shape[-1]
+    u = _unit(z.dtype)
+    w = evals + var
+    top = w[d - r :]
+    quad = jnp.sum(z * z / top, axis=-1)
+    if r < d:
+        quad = quad + jnp.maximum(y2 - jnp.sum(z * z, axis=-1), 0.0) / var
     log_w = jnp.log(w)
     log_density = -0.5 * (d * _LOG_2PI + jnp.sum(log_w) + quad)
     w_min = jnp.min(w)
-    y2 = jnp.max(jnp.sum(y * y, axis=-1))
+    y2_max = jnp.max(y2)
     q_max = jnp.max(quad)
-    eta = (d + 4) * u * (
-        0.5 * d * (_LOG_2PI + jnp.max(jnp.abs(log_w)))
-        + q_max
-        + math.sqrt(d) * y2 / w_min
-        + d * jnp.max(spec.evals) / w_min * (1.0 + q_max)
+    eta = (
+        (d + 4)
+        * u
+        * (
+            0.5 * d * (_LOG_2PI + jnp.max(jnp.abs(log_w)))
+            + q_max
+            + (math.sqrt(d) + 2) * y2_max / w_min
+            + d * jnp.max(evals) / w_min * (1.0 + q_max)
+        )
     )
     return jsp.logsumexp(log_density), jnp.log(eta)
+
+
+def log_cross_shared(
+    spectra: list[Spectrum], ranks: list[int], points: Float[Array, "N d"], variances: list
+) -> list[tuple[Float[Array, ""], Float[Array, ""]]]:
+    r"""`log_cross` of one sample against several Gaussians at once.
+
+    The sample is centred once, and one matmul rotates it onto the top `ranks[c]`
+    eigenvectors of every covariance $c$ together: a Gaussian of rank $r < d$ (such as
+    [H]'s generated $q$, rank $\le n - 1$) needs only those, since on the rest of
+    $\mathbb R^d$ the covariance $\Sigma + vI$ is $vI$, so the cost is
+    $O(N d \sum_c r_c)$ rather than $O(N d^2)$ per Gaussian. $|x_i - \mu|^2$ comes from
+    $|x_i - ar x|^2 - 2 (x_i - ar x) \cdot (\mu - ar x) + |\mu - ar x|^2$, which keeps
+    full relative accuracy on centred points.
+    """
+    centre = jnp.mean(points, axis=0)
+    x = points - centre
+    norms = jnp.sum(x * x, axis=-1)
+    tops = [spec.evecs[:, spec.evals.shape[-1] - r :] for spec, r in zip(spectra, ranks)]
+    shifts = jnp.stack([spec.mean - centre for spec in spectra])
+    rotated = jnp.matmul(
+        x, jnp.concatenate(tops + [shifts.T], axis=1), precision=lax.Precision.HIGHEST
+    )
+    out, start = [], 0
+    for c, (spec, r, var) in enumerate(zip(spectra, ranks, variances)):
+        z = rotated[:, start : start + r] - shifts[c] @ tops[c]
+        start += r
+        y2 = norms - 2 * rotated[:, -len(spectra) + c] + shifts[c] @ shifts[c]
+        out.append(_log_cross_from(spec.evals, z, y2, var))
+    return out
 
 
 def _block_layout(size: int, block_size: int) -> tuple[int, int]:
@@ -158,22 +204,29 @@ def _block_layout(size: int, block_size: int) -> tuple[int, int]:
     return blocks, math.ceil(size / blocks)
 
 
-def log_pairs(points: Float[Array, "N d"], var: Float[Array, ""], *, gram_dtype=None, block_size: int = 1024):
+def log_pairs(
+    points: Float[Array, "N d"], var: Float[Array, ""], *, gram_dtype=None, block_size: int = 1024
+):
     r"""$\ln \sum_{i \ne j} \exp(-\lvert x_i - x_j \rvert^2 / 4v)$ over ordered pairs, and
     a bound on its relative error.
 
-    Squared distances come from the Gram identity $|x_i|^2 + |x_j|^2 - 2 x_i \cdot x_j$ on
-    points centred at their mean (one matmul per block, no $N^2 d$ tensor of
-    differences). Only the blocks on and above the diagonal are formed (the others are
-    their transposes), as a running log-sum-exp over a `lax.scan`, so memory is one
-    `block_size` square whatever $N$.
+    The exponents come straight out of one matmul per block: with the points centred at
+    their mean, $-\lvert x_i - x_j \rvert^2 / 4v = a_i \cdot b_j$ for
+    $a_i = (x_i / 2v, -\lvert x_i \rvert^2 / 4v, -1)$ and
+    $b_j = (x_j, 1, \lvert x_j \rvert^2 / 4v)$ (the Gram identity, with the norms folded
+    in), so no $N^2 d$ tensor of differences is formed and each block costs one matmul
+    and one pass of exponentials. Only the blocks on and above the diagonal are formed
+    (the others are their transposes), as a running log-sum-exp over a `lax.scan`;
+    memory is one `block_size` square whatever $N$. Each block's exponentials are
+    shifted by the running log-sum itself (plus a margin), which is never below the
+    largest term so far; a block that would overflow is redone with its own maximum.
 
-    `gram_dtype` sets the precision of the Gram matmul and of the exponentials (default:
-    the points' dtype). In float32 this is some 4x faster on CPU; the rounding of every
-    squared distance is then at most $(d + 8) u (|x_i| + |x_j|)^2$ (Higham's bound for a
-    dot product plus the rounding of the inputs and of the sum), so each exponent is off
-    by at most $e_{\max} = (d + 8) u \max_i |x_i|^2 / v$, and the returned bound is
-    $\operatorname{expm1}(e_{\max})$ plus the rounding of the sums.
+    `gram_dtype` sets the precision of the matmul and the exponentials (default: the
+    points' dtype); float32 is some 3x faster on CPU. The rounding of each exponent is
+    at most $e_{\max} = (d + 12)\, u\, (\max_i \lvert x_i \rvert^2 / v + 1)$ (Higham's
+    bound for a dot product of $d + 2$ terms, plus the rounding of the inputs and of
+    the shift), so the returned bound is $\operatorname{expm1}(e_{\max})$ plus the
+    rounding of the sums and of the terms flushed to zero below the shift.
     """
     size, d = points.shape
     dtype = points.dtype
@@ -181,35 +234,57 @@ def log_pairs(points: Float[Array, "N d"], var: Float[Array, ""], *, gram_dtype=
     if size < 2:
         return jnp.asarray(-jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype)
     blocks, b = _block_layout(size, block_size)
-    x = (points - jnp.mean(points, axis=0)).astype(gram_dtype)
-    x = jnp.pad(x, ((0, blocks * b - size), (0, 0)))
-    valid = jnp.arange(blocks * b) < size
+    x = points - jnp.mean(points, axis=0)
     norms = jnp.sum(x * x, axis=-1)
-    scale = (-0.25 / var).astype(gram_dtype)
+    scale = 0.25 / var
+    ones = jnp.ones_like(norms)[:, None]
+    left = jnp.concatenate([x * (2 * scale), -(norms * scale)[:, None], -ones], axis=1)
+    right = jnp.concatenate([x, ones, (norms * scale)[:, None]], axis=1)
+    pad = ((0, blocks * b - size), (0, 0))
+    left, right = jnp.pad(left.astype(gram_dtype), pad), jnp.pad(right.astype(gram_dtype), pad)
+    valid = jnp.arange(blocks * b) < size
     rows, cols = np.triu_indices(blocks)
+    # exp(v - shift) <= e^margin keeps a row of b terms inside the float range; terms
+    # more than ~80 below the running sum are flushed to zero (relative size < b^2 e^-80).
+    margin = 8.0
 
-    def block(carry, ij):
+    def block(running, ij):
         i, j = ij
-        xi, xj = lax.dynamic_slice_in_dim(x, i * b, b), lax.dynamic_slice_in_dim(x, j * b, b)
-        ni, nj = lax.dynamic_slice_in_dim(norms, i * b, b), lax.dynamic_slice_in_dim(norms, j * b, b)
-        vi, vj = lax.dynamic_slice_in_dim(valid, i * b, b), lax.dynamic_slice_in_dim(valid, j * b, b)
-        gram = jnp.matmul(xi, xj.T, precision=lax.Precision.HIGHEST)
-        exponent = (ni[:, None] + nj[None, :] - 2 * gram) * scale
+        a, c = lax.dynamic_slice_in_dim(left, i * b, b), lax.dynamic_slice_in_dim(right, j * b, b)
+        vi, vj = (
+            lax.dynamic_slice_in_dim(valid, i * b, b),
+            lax.dynamic_slice_in_dim(valid, j * b, b),
+        )
+        exponent = jnp.matmul(a, c.T, precision=lax.Precision.HIGHEST)
         mask = vi[:, None] & vj[None, :] & ((i != j) | ~jnp.eye(b, dtype=bool))
-        top = jnp.max(jnp.where(mask, exponent, -jnp.inf))
-        top = jnp.where(jnp.isfinite(top), top, 0.0)
-        row_sums = jnp.sum(jnp.where(mask, jnp.exp(exponent - top), 0.0), axis=1)
-        total = jnp.sum(row_sums.astype(dtype))
-        # Blocks off the diagonal stand for themselves and their transposes.
-        log_block = jnp.log(total) + top.astype(dtype) + jnp.where(i == j, 0.0, math.log(2.0))
-        running = jnp.logaddexp(carry, log_block)
-        return running, None
+        exponent = jnp.where(mask, exponent, -jnp.inf)
 
-    start = jnp.asarray(-jnp.inf, dtype)
-    lse, _ = lax.scan(block, start, (jnp.asarray(rows), jnp.asarray(cols)))
+        def shifted_sum(shift):
+            rows_sum = jnp.sum(jnp.exp(exponent - shift.astype(gram_dtype)), axis=1)
+            return jnp.sum(rows_sum.astype(dtype))
+
+        def own_max(_):
+            top = jnp.max(exponent).astype(dtype)
+            top = jnp.where(jnp.isfinite(top), top, 0.0)
+            return top, shifted_sum(top)
+
+        shift = running + margin
+        total = shifted_sum(jnp.where(jnp.isfinite(shift), shift, 0.0))
+        ok = jnp.isfinite(shift) & jnp.isfinite(total)
+        shift, total = lax.cond(ok, lambda _: (shift, total), own_max, None)
+        # Blocks off the diagonal stand for themselves and their transposes.
+        log_block = shift + jnp.log(total) + jnp.where(i == j, 0.0, math.log(2.0))
+        return jnp.logaddexp(running, log_block), None
+
+    lse, _ = lax.scan(block, jnp.asarray(-jnp.inf, dtype), (jnp.asarray(rows), jnp.asarray(cols)))
     u = _unit(gram_dtype)
-    e_max = (d + 8) * u * jnp.max(jnp.where(valid, norms, 0.0)).astype(dtype) / var
-    eta = jnp.expm1(e_max) + (b + 8) * u + 8 * _unit(dtype) * (1.0 + jnp.abs(lse))
+    e_max = (d + 12) * u * (jnp.max(jnp.where(valid[:size], norms, 0.0)) / var + 1.0)
+    eta = (
+        jnp.expm1(e_max)
+        + (b + 8) * u
+        + 8 * _unit(dtype) * (1.0 + jnp.abs(lse))
+        + blocks**2 * b**2 * math.exp(-80.0)
+    )
     return lse, jnp.log(eta)
 
 
@@ -225,7 +300,9 @@ def _isotropic_variance(cov: Float[Array, "d d"]) -> tuple[Bool[Array, ""], Floa
     return jnp.all(cov == var * jnp.eye(cov.shape[-1], dtype=cov.dtype)), var
 
 
-def log_square_integral(p: Gaussian, rtol: float | None = None) -> tuple[Float[Array, ""], Float[Array, ""]]:
+def log_square_integral(
+    p: Gaussian, rtol: float | None = None
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
     r"""$\ln \int p^2 = \ln \mathcal N(0; 0, 2\Sigma)$ ($+\infty$ if $\Sigma$ is singular) and a
     bound on its relative error. An exactly isotropic $\Sigma = s^2 I$ goes through
     [`log_self_diagonal`][], so that it cancels a mixture's diagonal exactly."""
@@ -257,20 +334,29 @@ class L2Terms(eqx.Module):
     log_eta: Float[Array, " 4"]
 
 
-def l2_terms(q: Gaussian, r: Gaussian | KernelMixture, *, rtol=None, gram_dtype=None, block_size=1024) -> L2Terms:
+def l2_terms(
+    q: Gaussian, r: Gaussian | KernelMixture, *, rtol=None, gram_dtype=None, block_size=1024
+) -> L2Terms:
     d = q.mean.shape[-1]
     dtype = q.cov.dtype
     spec = spectrum(q, rtol)
     safe = jnp.where(spec.evals > 0, spec.evals, 1.0)
     log_q2 = jnp.where(spec.singular, jnp.inf, -0.5 * jnp.sum(jnp.log(4 * math.pi * safe)))
-    eta_q2 = (d + 4) * _unit(dtype) * (1.0 + jnp.abs(log_q2)) * (1.0 + d * jnp.max(spec.evals) / jnp.min(safe))
+    eta_q2 = (
+        (d + 4)
+        * _unit(dtype)
+        * (1.0 + jnp.abs(log_q2))
+        * (1.0 + d * jnp.max(spec.evals) / jnp.min(safe))
+    )
     if isinstance(r, KernelMixture):
         var = r.eps2.astype(dtype)
         cross, eta_cross = log_cross(spec, r.points.astype(dtype), var)
         cross = cross - math.log(r.size)
         diag = log_self_diagonal(d, r.scale2.astype(dtype))
         eta_diag = jnp.log((d + 4) * _unit(dtype) * (1.0 + jnp.abs(diag)))
-        pairs, eta_pairs = log_pairs(r.points.astype(dtype), var, gram_dtype=gram_dtype, block_size=block_size)
+        pairs, eta_pairs = log_pairs(
+            r.points.astype(dtype), var, gram_dtype=gram_dtype, block_size=block_size
+        )
         pairs = diag - math.log(r.size) + pairs
     else:
         cross, eta_cross = log_gaussian_cross(q, r)

@@ -43,8 +43,14 @@ def _block_sums(x: Float[Array, "N d"], scale: Float[Array, ""], tile: int) -> F
     def tile_sums(sums, ij):
         i, j = ij
         xi, xj = lax.dynamic_slice_in_dim(x, i * t, t), lax.dynamic_slice_in_dim(x, j * t, t)
-        ni, nj = lax.dynamic_slice_in_dim(norms, i * t, t), lax.dynamic_slice_in_dim(norms, j * t, t)
-        vi, vj = lax.dynamic_slice_in_dim(valid, i * t, t), lax.dynamic_slice_in_dim(valid, j * t, t)
+        ni, nj = (
+            lax.dynamic_slice_in_dim(norms, i * t, t),
+            lax.dynamic_slice_in_dim(norms, j * t, t),
+        )
+        vi, vj = (
+            lax.dynamic_slice_in_dim(valid, i * t, t),
+            lax.dynamic_slice_in_dim(valid, j * t, t),
+        )
         sq = ni[:, None] + nj[None, :] - 2 * jnp.matmul(xi, xj.T, precision=lax.Precision.HIGHEST)
         # A difference x_i - x_i is exactly zero, and no squared difference is negative:
         # keep the Gram identity's rounding out of the diagonal, which dominates the sum.
@@ -102,7 +108,9 @@ def reference_gaussian_terms(q: Gaussian, p: Gaussian) -> tuple[Float[Array, ""]
     return _normalisation(2 * cov_p), cross
 
 
-def reference_relative_distance(q: Gaussian, train: KernelMixture, reference: KernelMixture | Gaussian):
+def reference_relative_distance(
+    q: Gaussian, train: KernelMixture, reference: KernelMixture | Gaussian
+):
     from ._relative import RelativeDistance
 
     self_train = reference_self_term(train)
@@ -112,7 +120,9 @@ def reference_relative_distance(q: Gaussian, train: KernelMixture, reference: Ke
         cross_ref = reference_cross_term(q, reference)
     else:
         self_ref, cross_ref = reference_gaussian_terms(q, reference)
-    return reference_from_terms(self_train, cross_train, self_ref, cross_ref, q.mean.shape[-1], RelativeDistance)
+    return reference_from_terms(
+        self_train, cross_train, self_ref, cross_ref, q.mean.shape[-1], RelativeDistance
+    )
 
 
 def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int, cls=None):
@@ -120,7 +130,16 @@ def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int,
     if cls is None:
         from ._relative import RelativeDistance as cls
     delta = (self_train - 2 * cross_train) - (self_ref - 2 * cross_ref)
-    magnitudes = jnp.stack([self_train, self_ref, jnp.zeros((), _F32), jnp.zeros((), _F32), 2 * cross_train, 2 * cross_ref])
+    magnitudes = jnp.stack(
+        [
+            self_train,
+            self_ref,
+            jnp.zeros((), _F32),
+            jnp.zeros((), _F32),
+            2 * cross_train,
+            2 * cross_ref,
+        ]
+    )
     log_terms = jnp.log(magnitudes)
     signs = jnp.asarray([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], _F32)
     # Each normalisation raises a rounded eps^2 or eigenvalue to the power d (inside a

@@ -25,7 +25,14 @@ from ._kernel import (
 ARITHMETICS = ("exact", "reference")
 Arithmetic = Literal["exact", "reference"]
 
-TERMS = ("self_train", "self_reference", "pairs_train", "pairs_reference", "cross_train", "cross_reference")
+TERMS = (
+    "self_train",
+    "self_reference",
+    "pairs_train",
+    "pairs_reference",
+    "cross_train",
+    "cross_reference",
+)
 """The terms of $\\Delta$ in the order of `RelativeDistance.log_terms`."""
 
 # The sign with which each term enters Delta = D(q, p_S) - D(q, p_O).
@@ -74,7 +81,9 @@ class RelativeDistance(eqx.Module):
         return self.sign > 0
 
 
-def combine_terms(log_terms: Float[Array, " 6"], log_eta: Float[Array, " 6"], arithmetic: str = "exact") -> RelativeDistance:
+def combine_terms(
+    log_terms: Float[Array, " 6"], log_eta: Float[Array, " 6"], arithmetic: str = "exact"
+) -> RelativeDistance:
     """Sum the six signed terms of Delta in log space, with an error bound.
 
     The two diagonal self terms are paired first with `log_diff_exp`: when they are
@@ -85,14 +94,18 @@ def combine_terms(log_terms: Float[Array, " 6"], log_eta: Float[Array, " 6"], ar
     signs = jnp.asarray(_SIGNS, dtype)
     self_log, self_sign = log_diff_exp(log_terms[0], log_terms[1])
     self_error = jnp.where(
-        self_sign == 0, -jnp.inf, jnp.logaddexp(log_terms[0] + log_eta[0], log_terms[1] + log_eta[1])
+        self_sign == 0,
+        -jnp.inf,
+        jnp.logaddexp(log_terms[0] + log_eta[0], log_terms[1] + log_eta[1]),
     )
     rest = log_terms[2:]
     combined = jnp.concatenate([self_log[None], rest])
     combined_signs = jnp.concatenate([self_sign[None], signs[2:]])
     log_abs, sign = signed_logsumexp(combined, combined_signs)
     magnitude, _ = signed_logsumexp(combined, jnp.abs(combined_signs))
-    errors = jnp.concatenate([self_error[None], rest + log_eta[2:], (magnitude + math.log(8 * _unit(dtype)))[None]])
+    errors = jnp.concatenate(
+        [self_error[None], rest + log_eta[2:], (magnitude + math.log(8 * _unit(dtype)))[None]]
+    )
     errors = jnp.where(jnp.isnan(errors), -jnp.inf, errors)
     log_error, _ = signed_logsumexp(errors, jnp.ones_like(errors))
     return RelativeDistance(
@@ -116,11 +129,15 @@ class MixtureTerms(eqx.Module):
     pairs_eta: Float[Array, ""]
 
 
-def mixture_terms(mix: KernelMixture, dtype, *, gram_dtype=None, block_size: int = 1024) -> MixtureTerms:
+def mixture_terms(
+    mix: KernelMixture, dtype, *, gram_dtype=None, block_size: int = 1024
+) -> MixtureTerms:
     d = mix.d
     points = mix.points.astype(dtype)
     diag = log_self_diagonal(d, mix.scale2.astype(dtype))
-    lse, eta = log_pairs(points, mix.eps2.astype(dtype), gram_dtype=gram_dtype, block_size=block_size)
+    lse, eta = log_pairs(
+        points, mix.eps2.astype(dtype), gram_dtype=gram_dtype, block_size=block_size
+    )
     # (1/N^2) (4 pi eps^2)^(-d/2) = (4 pi c^2 s^2)^(-d/2) / N under the bandwidth rule.
     return MixtureTerms(
         self_diagonal=diag,
@@ -150,10 +167,15 @@ def exact_relative(
     train_terms: MixtureTerms,
     reference: KernelMixture | Gaussian,
     reference_terms: MixtureTerms,
+    reference_cross=None,
 ) -> RelativeDistance:
+    """Delta from the q-independent terms of both mixtures; `reference_cross` is the
+    reference's cross term `(log 2 int q r, log eta)` when computed already."""
     dtype = spec.evals.dtype
     cross_train, eta_train = cross_terms(spec, train, dtype)
-    if isinstance(reference, KernelMixture):
+    if reference_cross is not None:
+        cross_ref, eta_ref = reference_cross
+    elif isinstance(reference, KernelMixture):
         cross_ref, eta_ref = cross_terms(spec, reference, dtype)
     else:
         p = Gaussian(reference.mean.astype(dtype), reference.cov.astype(dtype))
@@ -184,7 +206,9 @@ def exact_relative(
 
 def _check_arithmetic(arithmetic: str) -> None:
     if arithmetic not in ARITHMETICS:
-        raise ValueError(f"`arithmetic` must be one of {', '.join(map(repr, ARITHMETICS))}, got {arithmetic!r}.")
+        raise ValueError(
+            f"`arithmetic` must be one of {', '.join(map(repr, ARITHMETICS))}, got {arithmetic!r}."
+        )
 
 
 @eqx.filter_jit
@@ -193,7 +217,7 @@ def relative_distance(
     train: KernelMixture,
     reference: KernelMixture | Gaussian,
     *,
-    arithmetic: Arithmetic = "exact",
+    arithmetic: str = "exact",
     gram_dtype=None,
     block_size: int = 1024,
 ) -> RelativeDistance:
@@ -268,7 +292,8 @@ def relative_distance(
         reference = check_mixture(reference, "reference")
     elif not isinstance(reference, Gaussian):
         raise TypeError(
-            f"`reference` must be a `KernelMixture` or a `jaxflow.data.Gaussian`, got {type(reference).__name__}."
+            "`reference` must be a `KernelMixture` or a `jaxflow.data.Gaussian`, got "
+            f"{type(reference).__name__}."
         )
     if arithmetic == "reference":
         from ._reference import reference_relative_distance
@@ -278,7 +303,9 @@ def relative_distance(
     spec = spectrum(q)
     train_terms = mixture_terms(train, dtype, gram_dtype=gram_dtype, block_size=block_size)
     if isinstance(reference, KernelMixture):
-        reference_terms = mixture_terms(reference, dtype, gram_dtype=gram_dtype, block_size=block_size)
+        reference_terms = mixture_terms(
+            reference, dtype, gram_dtype=gram_dtype, block_size=block_size
+        )
     else:
         reference_terms = gaussian_terms(reference, dtype)
     return exact_relative(q, spec, train, train_terms, reference, reference_terms)

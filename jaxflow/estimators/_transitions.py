@@ -16,7 +16,7 @@ from ..denoisers import fit_affine, one_step_gaussian
 from ..denoisers._linear import CONVENTIONS
 from ._gaussian import hellinger_squared, kl_divergence
 from ._intervals import wilson_interval
-from ._kernel import KernelMixture, spectrum
+from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, spectrum
 from ._reference import (
     reference_cross_term,
     reference_from_terms,
@@ -26,8 +26,8 @@ from ._reference import (
 )
 from ._relative import (
     _check_arithmetic,
-    Arithmetic,
-    exact_relative,
+    combine_terms,
+    cross_terms,
     gaussian_terms,
     mixture_terms,
     RelativeDistance,
@@ -88,7 +88,9 @@ def sweep_inputs(
     """
     dtype = jnp.result_type(float)
     key_rep = jr.fold_in(key, repetition)
-    x0, xt = _cell_inputs(key_rep, int(n), d, jnp.asarray(m, dtype), jnp.asarray(s, dtype), T, lam, draws, dtype)
+    x0, xt = _cell_inputs(
+        key_rep, int(n), d, jnp.asarray(m, dtype), jnp.asarray(s, dtype), T, lam, draws, dtype
+    )
     if reference_size is None:
         return x0, xt, None
     reference = _draw(jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, m, s, dtype)
@@ -116,81 +118,195 @@ def _cells_of_repetition(
     x0s, xts, reference, model: _Model, *, d, conventions, arithmetic, gram_dtype, block_size
 ):
     """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p)."""
-    dtype = model.m.dtype
-    exact = arithmetic == "exact"
-    # The reference arithmetic is float32 throughout, from the fit on; its inputs are the
-    # same draws as the exact arithmetic's, so the two can be compared cell by cell.
-    work = dtype if exact else jnp.float32
-    p = _p(model, d)
-    p = Gaussian(p.mean.astype(work), p.cov.astype(work))
-    if reference is None:
-        ref = p
-        ref_terms = gaussian_terms(p, dtype) if exact else None
-    else:
-        ref = KernelMixture(reference.astype(work), model.s, model.bandwidth)
-        if exact:
-            ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
-        else:
-            ref_self = reference_self_term(ref)
-    rows = []
-    for x0, xt in zip(x0s, xts):
-        x0, xt = x0.astype(work), xt.astype(work)
-        denoiser = fit_affine(x0, xt)
-        train = KernelMixture(x0, model.s, model.bandwidth)
-        if exact:
-            train_terms = mixture_terms(train, dtype, gram_dtype=gram_dtype, block_size=block_size)
-        else:
-            train_self = reference_self_term(train)
-        cells = []
-        for convention in conventions:
-            q = one_step_gaussian(
-                denoiser, x0, T=model.T.astype(work), lam=model.lam.astype(work), convention=convention
-            )
-            if exact:
-                rel = exact_relative(q, spectrum(q), train, train_terms, ref, ref_terms)
-                hellinger = hellinger_squared(q, p)
-            else:
-                if reference is None:
-                    ref_self, ref_cross = reference_gaussian_terms(q, p)
-                else:
-                    ref_cross = reference_cross_term(q, ref)
-                cross = reference_cross_term(q, train)
-                rel = reference_from_terms(train_self, cross, ref_self, ref_cross, d)
-                hellinger = reference_hellinger_squared(q, p)
-            cells.append((rel, kl_divergence(q, p), hellinger))
-        rows.append(jax.tree.map(lambda *xs: jnp.stack(xs), *cells))
+    if arithmetic == "exact":
+        return _exact_cells(
+            x0s,
+            xts,
+            reference,
+            model,
+            d=d,
+            conventions=conventions,
+            gram_dtype=gram_dtype,
+            block_size=block_size,
+        )
+    return _reference_cells(x0s, xts, reference, model, d=d, conventions=conventions)
+
+
+def _stack(rows):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
 
 
+def _row(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+# The grid is unrolled only where shapes depend on n (the fit, the training set's own
+# terms, the rank of q). Everything that sees q alone (eigendecompositions, KL,
+# Hellinger, the overlap with p) runs once over the stacked q's of the whole grid with
+# `lax.map`: one compiled body however long the grid, and unbatched LAPACK calls.
+
+
+def _exact_cells(x0s, xts, reference, model: _Model, *, d, conventions, gram_dtype, block_size):
+    dtype = model.m.dtype
+    p = _p(model, d)
+    n_conv = len(conventions)
+    qs = []
+    for x0, xt in zip(x0s, xts):
+        denoiser = fit_affine(x0, xt)
+        qs += [
+            one_step_gaussian(denoiser, x0, T=model.T, lam=model.lam, convention=c)
+            for c in conventions
+        ]
+    qs = _stack(qs)
+    specs = jax.lax.map(spectrum, qs)
+    # For an isotropic p, KL(q || p) depends on q only through its mean and the
+    # eigenvalues of its covariance, which the two conventions share: one per n. The
+    # Hellinger distance also sees the eigenvectors (through the mean difference).
+    kl = jax.lax.map(lambda q: kl_divergence(q, p), _row(qs, slice(None, None, n_conv)))
+    hellinger = jax.lax.map(lambda q: hellinger_squared(q, p), qs)
+    if reference is None:
+        ref_terms = gaussian_terms(p, dtype)
+        lse, eta = jax.lax.map(lambda q: log_gaussian_cross(q, p), qs)
+        ref_cross = (math.log(2.0) + lse, eta)
+    else:
+        ref = KernelMixture(reference, model.s, model.bandwidth)
+        ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
+        # One matmul per n rotates the reference sample for every convention: q has rank
+        # at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
+        crosses = []
+        for g, x0 in enumerate(x0s):
+            rank = min(x0.shape[0] - 1, d)
+            row = [_row(specs, g * n_conv + c) for c in range(n_conv)]
+            crosses += log_cross_shared(row, [rank] * n_conv, reference, [ref.eps2] * n_conv)
+        lse, eta = (jnp.stack(x) for x in zip(*crosses))
+        ref_cross = (math.log(2.0) + lse - math.log(ref.size), eta)
+    log_terms, log_eta = [], []
+    for g, x0 in enumerate(x0s):
+        train = KernelMixture(x0, model.s, model.bandwidth)
+        train_terms = mixture_terms(train, dtype, gram_dtype=None, block_size=block_size)
+        for c in range(n_conv):
+            i = g * n_conv + c
+            cross, cross_eta = cross_terms(_row(specs, i), train, dtype)
+            terms = (
+                train_terms.self_diagonal,
+                ref_terms.self_diagonal,
+                train_terms.pairs,
+                ref_terms.pairs,
+            )
+            etas = (
+                train_terms.self_eta,
+                ref_terms.self_eta,
+                train_terms.pairs_eta,
+                ref_terms.pairs_eta,
+            )
+            log_terms.append(jnp.stack([*terms, cross, ref_cross[0][i]]))
+            log_eta.append(jnp.stack([*etas, cross_eta, ref_cross[1][i]]))
+    shape = (len(x0s), n_conv)
+    rels = jax.vmap(combine_terms)(jnp.stack(log_terms), jnp.stack(log_eta))
+    rels = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), rels)
+    return rels, jnp.repeat(kl[:, None], n_conv, 1), hellinger.reshape(shape)
+
+
+def _reference_cells(x0s, xts, reference, model: _Model, *, d, conventions):
+    # The reference arithmetic is float32 throughout, from the fit on; its inputs are the
+    # same draws as the exact arithmetic's, so the two can be compared cell by cell.
+    f32 = jnp.float32
+    p = _p(model, d)
+    p = Gaussian(p.mean.astype(f32), p.cov.astype(f32))
+    T, lam = model.T.astype(f32), model.lam.astype(f32)
+    n_conv = len(conventions)
+    qs, train_parts = [], []
+    for x0, xt in zip(x0s, xts):
+        x0, xt = x0.astype(f32), xt.astype(f32)
+        denoiser = fit_affine(x0, xt)
+        train = KernelMixture(x0, model.s, model.bandwidth)
+        train_self = reference_self_term(train)
+        for c in conventions:
+            q = one_step_gaussian(denoiser, x0, T=T, lam=lam, convention=c)
+            qs.append(q)
+            train_parts.append((train_self, reference_cross_term(q, train)))
+    qs = _stack(qs)
+    train_self, train_cross = (jnp.stack(x) for x in zip(*train_parts))
+    if reference is None:
+        ref_self, ref_cross = jax.lax.map(lambda q: reference_gaussian_terms(q, p), qs)
+    else:
+        ref = KernelMixture(reference.astype(f32), model.s, model.bandwidth)
+        ref_cross = jax.lax.map(lambda q: reference_cross_term(q, ref), qs)
+        ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
+    rels = jax.vmap(lambda a, b, c, e: reference_from_terms(a, b, c, e, d))(
+        train_self, train_cross, ref_self, ref_cross
+    )
+    kl, hellinger = jax.lax.map(
+        lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), qs
+    )
+    shape = (len(x0s), n_conv)
+    return jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), (rels, kl, hellinger))
+
+
 @eqx.filter_jit
-def _sweep_chunk(key, repetitions, model, *, d, ns, reference_size, draws, conventions, arithmetic, gram_dtype, block_size):
+def _sweep_chunk(
+    key,
+    repetitions,
+    model,
+    *,
+    d,
+    ns,
+    reference_size,
+    draws,
+    conventions,
+    arithmetic,
+    gram_dtype,
+    block_size,
+):
     dtype = model.m.dtype
 
     def one(r):
         key_rep = jr.fold_in(key, r)
-        inputs = [_cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype) for n in ns]
+        inputs = [
+            _cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
+            for n in ns
+        ]
         reference = None
         if reference_size is not None:
-            reference = _draw(jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype)
+            reference = _draw(
+                jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
+            )
         return _cells_of_repetition(
-            [x for x, _ in inputs], [x for _, x in inputs], reference, model, d=d,
-            conventions=conventions, arithmetic=arithmetic, gram_dtype=gram_dtype, block_size=block_size,
+            [x for x, _ in inputs],
+            [x for _, x in inputs],
+            reference,
+            model,
+            d=d,
+            conventions=conventions,
+            arithmetic=arithmetic,
+            gram_dtype=gram_dtype,
+            block_size=block_size,
         )
 
-    return jax.vmap(one)(repetitions)
+    # lax.map, not vmap: a vmapped LAPACK call (eigh, svd, cholesky) can deadlock
+    # XLA:CPU's thread pool (see jaxflow._workarounds). The heavy steps are matmuls of a
+    # thousand rows or more, which use every core one repetition at a time.
+    return jax.lax.map(one, repetitions)
 
 
 @eqx.filter_jit
 def _arrays_cells(x0, xt, reference, model, *, d, conventions, arithmetic, gram_dtype, block_size):
     def one(x0, xt, reference):
         return _cells_of_repetition(
-            [x0], [xt], reference, model, d=d, conventions=conventions,
-            arithmetic=arithmetic, gram_dtype=gram_dtype, block_size=block_size,
+            [x0],
+            [xt],
+            reference,
+            model,
+            d=d,
+            conventions=conventions,
+            arithmetic=arithmetic,
+            gram_dtype=gram_dtype,
+            block_size=block_size,
         )
 
     if reference is None:
-        return jax.vmap(lambda a, b: one(a, b, None))(x0, xt)
-    return jax.vmap(one)(x0, xt, reference)
+        return jax.lax.map(lambda ab: one(*ab, None), (x0, xt))
+    return jax.lax.map(lambda abc: one(*abc), (x0, xt, reference))
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +403,9 @@ class RelativeDistanceSweep(eqx.Module):
 def _check_options(conventions, arithmetic, reference_size, draws, d):
     conventions = tuple(conventions)
     if not conventions or any(c not in CONVENTIONS for c in conventions):
-        raise ValueError(f"`conventions` must be a non-empty tuple from {CONVENTIONS}, got {conventions}.")
+        raise ValueError(
+            f"`conventions` must be a non-empty tuple from {CONVENTIONS}, got {conventions}."
+        )
     _check_arithmetic(arithmetic)
     if reference_size is not None and (not isinstance(reference_size, int) or reference_size < 2):
         raise ValueError(f"`reference_size` must be an int >= 2 or None, got {reference_size!r}.")
@@ -305,7 +423,9 @@ def _model(m, s, T, lam, bandwidth) -> _Model:
         if v.ndim:
             raise ValueError(f"`{name}` must be a scalar, got shape {v.shape}.")
     m, s, T, lam, bandwidth = values
-    s = eqx.error_if(s, ~((s > 0) & (T > 0) & (lam > 0) & (bandwidth > 0)), "needs s, T, lam and bandwidth > 0.")
+    s = eqx.error_if(
+        s, ~((s > 0) & (T > 0) & (lam > 0) & (bandwidth > 0)), "needs s, T, lam and bandwidth > 0."
+    )
     return _Model(m, s, T, lam, bandwidth)
 
 
@@ -322,7 +442,7 @@ def relative_distance_sweep(
     lam: Real[ArrayLike, ""] = 1.0,
     draws: int = 1,
     conventions: Sequence[str] = CONVENTIONS,
-    arithmetic: Arithmetic = "exact",
+    arithmetic: str = "exact",
     bandwidth: Real[ArrayLike, ""] = 1.0,
     gram_dtype=jnp.float32,
     chunk_size: int = 8,
@@ -392,8 +512,13 @@ def relative_distance_sweep(
         raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
     model = _model(m, s, T, lam, bandwidth)
     statics = dict(
-        d=d, ns=ns, reference_size=reference_size, draws=draws, conventions=conventions,
-        arithmetic=arithmetic, block_size=block_size,
+        d=d,
+        ns=ns,
+        reference_size=reference_size,
+        draws=draws,
+        conventions=conventions,
+        arithmetic=arithmetic,
+        block_size=block_size,
     )
     fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
     size = min(chunk_size, repetitions)
@@ -401,7 +526,9 @@ def relative_distance_sweep(
     def run(indices, gram):
         pieces = []
         starts = range(0, len(indices), size)
-        for start in tqdm(starts, desc="relative distance", unit="chunk", disable=not progress or len(starts) == 1):
+        for start in tqdm(
+            starts, desc="relative distance", unit="chunk", disable=not progress or len(starts) == 1
+        ):
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)
             chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
@@ -422,8 +549,14 @@ def relative_distance_sweep(
             )
             recomputed = int(redo.size)
     return RelativeDistanceSweep(
-        ns=ns, conventions=conventions, arithmetic=arithmetic, reference_size=reference_size,
-        relative=relative, kl=kl, hellinger=hellinger, recomputed=recomputed,
+        ns=ns,
+        conventions=conventions,
+        arithmetic=arithmetic,
+        reference_size=reference_size,
+        relative=relative,
+        kl=kl,
+        hellinger=hellinger,
+        recomputed=recomputed,
     )
 
 
@@ -437,7 +570,7 @@ def relative_distance_arrays(
     T: Real[ArrayLike, ""] = 2.0,
     lam: Real[ArrayLike, ""] = 1.0,
     conventions: Sequence[str] = CONVENTIONS,
-    arithmetic: Arithmetic = "exact",
+    arithmetic: str = "exact",
     bandwidth: Real[ArrayLike, ""] = 1.0,
     gram_dtype=None,
     block_size: int = 1024,
@@ -456,7 +589,9 @@ def relative_distance_arrays(
     """
     x0, xt = jnp.asarray(x0), jnp.asarray(xt)
     if x0.ndim != 3 or not jnp.issubdtype(x0.dtype, jnp.floating):
-        raise ValueError(f"`x0` must be a floating array of shape (R, n, d), got {x0.dtype} {x0.shape}.")
+        raise ValueError(
+            f"`x0` must be a floating array of shape (R, n, d), got {x0.dtype} {x0.shape}."
+        )
     r, n, d = x0.shape
     if xt.ndim != 4 or xt.shape[:2] != (r, n) or xt.shape[3] != d:
         raise ValueError(f"`xt` must have shape ({r}, {n}, draws, {d}), got {xt.shape}.")
@@ -464,16 +599,29 @@ def relative_distance_arrays(
         reference = jnp.asarray(reference)
         if reference.ndim != 3 or reference.shape[0] != r or reference.shape[2] != d:
             raise ValueError(f"`reference` must have shape ({r}, N_O, {d}), got {reference.shape}.")
-    conventions = _check_options(conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d)
+    conventions = _check_options(
+        conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
+    )
     model = _model(m, s, T, lam, bandwidth)
     relative, kl, hellinger = _arrays_cells(
-        x0, xt, reference, model, d=d, conventions=conventions, arithmetic=arithmetic,
-        gram_dtype=gram_dtype, block_size=block_size,
+        x0,
+        xt,
+        reference,
+        model,
+        d=d,
+        conventions=conventions,
+        arithmetic=arithmetic,
+        gram_dtype=gram_dtype,
+        block_size=block_size,
     )
     return RelativeDistanceSweep(
-        ns=(n,), conventions=conventions, arithmetic=arithmetic,
+        ns=(n,),
+        conventions=conventions,
+        arithmetic=arithmetic,
         reference_size=None if reference is None else reference.shape[1],
-        relative=relative, kl=kl, hellinger=hellinger,
+        relative=relative,
+        kl=kl,
+        hellinger=hellinger,
     )
 
 
@@ -541,8 +689,8 @@ def _bootstrap(key, ns, positive, level, which, resamples, confidence):
 
 
 def transition_point(
-    ns: Sequence[int] | Real[ArrayLike, " grid"],
-    positive: Bool[ArrayLike, "repetitions grid"],
+    ns: Sequence[int] | ArrayLike,
+    positive: ArrayLike,
     *,
     key: PRNGKey,
     level: float = 0.5,
@@ -583,18 +731,31 @@ def transition_point(
     if ns.ndim != 1 or ns.shape[0] < 2:
         raise ValueError(f"`ns` must be a grid of at least 2 sizes, got shape {ns.shape}.")
     if positive.ndim != 2 or positive.shape[1] != ns.shape[0]:
-        raise ValueError(f"`positive` must have shape (repetitions, {ns.shape[0]}), got {positive.shape}.")
+        raise ValueError(
+            f"`positive` must have shape (repetitions, {ns.shape[0]}), got {positive.shape}."
+        )
     if positive.dtype != jnp.bool_:
         raise TypeError(f"`positive` must be boolean, got dtype {positive.dtype}.")
     if which not in ("first", "last"):
         raise ValueError(f"`which` must be 'first' or 'last', got {which!r}.")
     if not 0.0 < level < 1.0 or not 0.0 < confidence < 1.0:
-        raise ValueError(f"`level` and `confidence` must lie in (0, 1), got {level} and {confidence}.")
+        raise ValueError(
+            f"`level` and `confidence` must lie in (0, 1), got {level} and {confidence}."
+        )
     if not isinstance(resamples, int) or resamples < 1:
         raise ValueError(f"`resamples` must be a positive int, got {resamples!r}.")
-    ns = eqx.error_if(ns, jnp.any(jnp.diff(ns) <= 0) | jnp.any(ns <= 0), "`ns` must be positive and increasing.")
-    point, lower, upper, fraction = _bootstrap(key, ns, positive, level, which, resamples, confidence)
+    ns = eqx.error_if(
+        ns, jnp.any(jnp.diff(ns) <= 0) | jnp.any(ns <= 0), "`ns` must be positive and increasing."
+    )
+    point, lower, upper, fraction = _bootstrap(
+        key, ns, positive, level, which, resamples, confidence
+    )
     return TransitionPoint(
-        n_star=point, lower=lower, upper=upper, crossing_fraction=fraction,
-        level=float(level), confidence=float(confidence), resamples=resamples,
+        n_star=point,
+        lower=lower,
+        upper=upper,
+        crossing_fraction=fraction,
+        level=float(level),
+        confidence=float(confidence),
+        resamples=resamples,
     )

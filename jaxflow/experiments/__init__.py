@@ -22,4 +22,5 @@ from ._registry import get_preset as get_preset, PRESETS as PRESETS, register as
 from . import _orthogonal as _orthogonal  # noqa: E402  isort: skip
 from . import _linear_distance as _linear_distance  # noqa: E402  isort: skip
 from . import _linear_steps as _linear_steps  # noqa: E402  isort: skip
+from . import _linear_transition as _linear_transition  # noqa: E402  isort: skip
 from . import _stability as _stability  # noqa: E402  isort: skip

@@ -69,12 +69,15 @@ def _distance_fn(n_max: int, d: int, draws: int, fit: str, p: Gaussian):
         else:
             den = wiener_affine(x0, T=T, lam=lam, mask=mask)
         qs = [one_step_gaussian(den, x0, T=T, lam=lam, convention=c, mask=mask) for c in CONVENTIONS]
-        # The conventions share a mean; map over their covariances with one trace.
-        return jax.vmap(
-            lambda cov: _distances(Gaussian(qs[0].mean, cov), p)
-        )(jnp.stack([q.cov for q in qs]))
+        # The conventions share a mean; loop over their covariances with one trace.
+        return jax.lax.map(lambda cov: _distances(Gaussian(qs[0].mean, cov), p), jnp.stack([q.cov for q in qs]))
 
-    return jax.jit(jax.vmap(jax.vmap(one, (0, None, None, None)), (None, 0, 0, None)))
+    # Loops, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
+    # (see `jaxflow._workarounds`); unbatched calls cannot, and cost the same here.
+    def cell(keys, Ts, lams, n):
+        return jax.lax.map(lambda tl: jax.lax.map(lambda key: one(key, *tl, n), keys), (Ts, lams))
+
+    return jax.jit(cell)
 
 
 def _distances(q: Gaussian, p: Gaussian):
@@ -191,8 +194,14 @@ class LinearDistanceVsN(AbstractPreset):
                         ax.fill_between(x[band], lo[band], hi[band], color=colour, alpha=0.15, lw=0)
                         if limit is not None:
                             ax.axhline(sub[0][limit], color=colour, ls="--", lw=1)
+            if key != "hellinger2":
+                # Infinite medians (q degenerate, n <= d) as markers on the top edge.
+                inf_ns = sorted({r["n"] for r in rows if np.isposinf(r[f"{key}_median"])})
+                ax.plot(inf_ns, [1.0] * len(inf_ns), "^", color="black", ms=5, clip_on=False,
+                        transform=ax.get_xaxis_transform(), label=r"$\infty$ (all settings)")
             ax.axvline(self.d, color="black", ls=":", lw=1)
             ax.set_xscale("log")
+            ax.set_xlim(0.8 * min(ns), 1.25 * max(ns))
             if key != "hellinger2":
                 ax.set_yscale("log")
             ax.set_xlabel("training-set size $n$")

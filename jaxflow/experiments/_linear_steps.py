@@ -14,50 +14,74 @@ from tqdm.auto import tqdm
 
 from ..data import forward_ve, Gaussian, ve_start
 from ..denoisers import fit_affine, PiecewiseAffine, wiener_piecewise_affine
-from ..estimators import hellinger_squared, kl_divergence, wilson_interval
-from ..estimators._kernel import KernelMixture
-from ..estimators._relative import relative_distance
-from ..flows import gaussian_probability_flow
+from ..estimators import (
+    hellinger_squared,
+    KernelMixture,
+    kl_divergence,
+    relative_distance,
+    wilson_interval,
+)
+from ..flows._affine import propagate_on_grid
 from ..flows._schedules import as_schedule
 from ._base import AbstractPreset, param, Results
 from ._linear_distance import rep_stats
 from ._registry import register
 
 
-def _flow_fn(preset: "LinearSteps", steps: int, n_max: int, p: Gaussian):
-    """The generated Gaussian and its distances to p for R repetitions at one number of
-    steps, with the training-set size n traced (nested sets drawn at `n_max`, masked)."""
-    dtype = p.mean.dtype
-    sigma_max = jnp.asarray(preset.sigma_max, dtype)
-    sigma_min = jnp.asarray(preset.sigma_min, dtype)
+def _grids(preset: "LinearSteps", dtype) -> np.ndarray:
+    """The schedule's grid for every number of steps, each padded to `max(steps) + 1`
+    levels by repeating sigma_min: a repeated level is a zero-length step, exactly the
+    identity, so every number of steps shares one compilation."""
+    schedule = as_schedule(preset.schedule)
+    top = max(preset.steps)
+    sigma_max, sigma_min = (jnp.asarray(x, dtype) for x in (preset.sigma_max, preset.sigma_min))
+    grids = []
+    for steps in preset.steps:
+        grid = np.asarray(schedule.grid(sigma_max, sigma_min, steps))
+        grids.append(np.concatenate([grid, np.full(top - steps, grid[-1])]))
+    return np.stack(grids)
 
-    def one(key, n):
+
+def _flow_fn(preset: "LinearSteps", n_max: int, p: Gaussian):
+    """The generated Gaussian and its distances to p for R repetitions, with the
+    training-set size n (nested sets drawn at `n_max`, masked) and the padded grid of
+    noise levels traced: one compilation for the whole sweep."""
+
+    def one(key, n, grid, levels):
         k_data, k_noise, _ = jr.split(key, 3)
         x0 = p.sample(k_data, n_max)
         mask = jnp.arange(n_max) < n
-        grid = as_schedule(preset.schedule).grid(sigma_max, sigma_min, steps)
         if preset.fit == "lstsq":
-            # One least-squares fit per level of the grid, on that level's own noisy
-            # copies x0 + sigma z; level by level, so memory stays that of one level.
+            # One least-squares fit per level on that level's own noisy copies
+            # x0 + sigma z, level by level so that memory is that of one level; the
+            # padding levels are skipped (never selected: the nearest level in
+            # log sigma is the first of equal ones).
             def level(args):
-                sigma, k = args
-                xs = forward_ve(k, x0, sigma[None], draws=preset.draws)[0]
-                den = fit_affine(x0, xs, mask=mask)
-                return den.weight, den.bias
+                i, sigma, k = args
 
-            weight, bias = jax.lax.map(level, (grid, jr.split(k_noise, steps + 1)))
+                def fit(_):
+                    xs = forward_ve(k, x0, sigma[None], draws=preset.draws)[0]
+                    den = fit_affine(x0, xs, mask=mask)
+                    return den.weight, den.bias
+
+                def skip(_):
+                    return jnp.zeros((p.d, p.d), x0.dtype), jnp.zeros(p.d, x0.dtype)
+
+                return jax.lax.cond(i < levels, fit, skip, None)
+
+            index = jnp.arange(grid.shape[0])
+            weight, bias = jax.lax.map(level, (index, grid, jr.split(k_noise, grid.shape[0])))
             den = PiecewiseAffine(grid, weight, bias)
         else:
             den = wiener_piecewise_affine(x0, grid, mask=mask)
-        start = ve_start(x0, sigma_max=sigma_max, matched=preset.start == "matched", mask=mask)
-        q = gaussian_probability_flow(
-            den, start, sigma_max=sigma_max, sigma_min=sigma_min, steps=steps,
-            solver=preset.solver, schedule=preset.schedule,
-        )
+        start = ve_start(x0, sigma_max=grid[0], matched=preset.start == "matched", mask=mask)
+        q = propagate_on_grid(den, start, grid, heun=preset.solver == "heun")
         distances = jnp.stack([kl_divergence(q, p), kl_divergence(p, q), hellinger_squared(q, p)])
         return q.mean, q.cov, distances
 
-    return jax.jit(jax.vmap(one, (0, None)))
+    # A loop, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
+    # (see `jaxflow._workarounds`).
+    return jax.jit(lambda keys, n, grid, levels: jax.lax.map(lambda key: one(key, n, grid, levels), keys))
 
 
 def _relative_fn(preset: "LinearSteps", n: int, n_max: int, p: Gaussian):
@@ -71,14 +95,13 @@ def _relative_fn(preset: "LinearSteps", n: int, n_max: int, p: Gaussian):
         else:
             reference = p
 
-        # The mixtures do not depend on the steps, so vmap forms their terms once.
-        def per_steps(mean, cov):
-            delta = relative_distance(Gaussian(mean, cov), train, reference)
+        def per_steps(args):
+            delta = relative_distance(Gaussian(*args), train, reference)
             return delta.positive, delta.certain
 
-        return jax.vmap(per_steps)(means, covs)
+        return jax.lax.map(per_steps, (means, covs))
 
-    return jax.jit(jax.vmap(one))
+    return jax.jit(lambda keys, means, covs: jax.lax.map(lambda a: one(*a), (keys, means, covs)))
 
 
 @register
@@ -129,20 +152,21 @@ class LinearSteps(AbstractPreset):
         del out
         if min(self.d, self.reps, self.draws, self.reference_size, *self.steps) < 1:
             raise ValueError("`d`, `reps`, `draws`, `reference_size` and `steps` must be positive.")
+        if not self.sigma_max > self.sigma_min > 0:
+            raise ValueError("linear-steps needs sigma_max > sigma_min > 0.")
         p = Gaussian.isotropic(self.d, mean=self.m, std=self.s)
         ns = sorted({max(2, round(f * self.d)) for f in self.n_over_d})
         n_max = max(ns)
         keys = jr.split(jr.key(self.seed), self.reps)
-        flows = {}
+        flow = _flow_fn(self, n_max, p)
+        grids = jnp.asarray(_grids(self, p.mean.dtype))
         relatives = {}
         values, positive, certain = {}, {}, {}
         bar = tqdm(total=len(ns) * len(self.steps), desc="linear-steps: (n, steps)", disable=not progress)
         for n in ns:
             means, covs = [], []
-            for steps in self.steps:
-                if steps not in flows:
-                    flows[steps] = _flow_fn(self, steps, n_max, p)
-                mean, cov, dist = flows[steps](keys, n)
+            for j, steps in enumerate(self.steps):
+                mean, cov, dist = flow(keys, n, grids[j], steps + 1)
                 values[n, steps] = np.asarray(dist)
                 means.append(mean)
                 covs.append(cov)
@@ -204,6 +228,10 @@ class LinearSteps(AbstractPreset):
                 ok = np.isfinite(y) & np.isfinite(hi)
                 ax.plot(x[ok], y[ok], "-o", color=colour, ms=3, label=f"$n = {n}$")
                 ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.15, lw=0)
+                if key == "kl_qp" and not ok.all():
+                    # Infinite: q singular to working precision, as markers on the top edge.
+                    ax.plot(x[~ok], [1.0] * int((~ok).sum()), "^", color=colour, ms=5,
+                            clip_on=False, transform=ax.get_xaxis_transform())
             if with_delta:
                 f = np.array([r["p_positive"] for r in sub])
                 lo = np.array([r["p_lower"] for r in sub])
@@ -220,6 +248,7 @@ class LinearSteps(AbstractPreset):
         if with_delta:
             axes[2].set_ylim(-0.02, 1.02)
             axes[2].axhline(0.5, color="black", ls=":", lw=1)
+        axes[0].plot([], [], "^", color="gray", ms=5, label=r"$\infty$ (q singular to working precision)")
         axes[0].legend(fontsize=7, frameon=False)
         fig.suptitle(
             f"Probability flow with one affine denoiser per level, $d = {self.d}$, "

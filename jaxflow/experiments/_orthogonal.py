@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..data import GaussianStarts, orthogonal
 from ..denoisers import MinNormOrthogonal
 from ..estimators import class_fractions, classify_endpoints, EndpointClass
-from ..flows import probability_flow, score_flow
+from ..flows import exact_probability_flow, probability_flow, score_flow, score_flow_limit
 from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
 from ._registry import register
@@ -30,49 +30,6 @@ from ._registry import register
 
 # Hyperbox coordinates are histogrammed on this grid (values outside it are not counted).
 _COORDINATE_BINS = np.linspace(-0.5, 1.5, 201)
-
-
-# --------------------------------------------------------------------------------------
-# Exact endpoints: the oracles of SCIENCE.md Z3 and Z4, written from the formulas.
-
-
-@eqx.filter_jit
-def _nearest_vertex(
-    y0: Float[Array, "batch d"], points: Float[Array, "n d"]
-) -> Float[Array, "batch d"]:
-    r"""Where the score flow goes as $t \to \infty$ (Z3): the hyperbox vertex nearest the
-    start, $\sum_n [u_n \cdot y_0 \ge L_n / 2]\, x_n$ (the off-span part decays away)."""
-    lengths = jnp.linalg.norm(points, axis=1)
-    s0 = y0 @ (points / lengths[:, None]).T
-    return (s0 >= lengths / 2).astype(y0.dtype) @ points
-
-
-@eqx.filter_jit
-def _exact_probability_flow(
-    y0: Float[Array, "batch d"],
-    points: Float[Array, "n d"],
-    alpha: Float[Array, ""],
-    sigma_max: Float[Array, ""],
-    sigma_min: Float[Array, ""],
-) -> Float[Array, "batch d"]:
-    r"""The probability flow's endpoint for the closed-form denoiser (Z4), coordinate by
-    coordinate: with $s_0 = u_n \cdot y_0$, $\rho = \alpha\sigma$, $q = \sigma_{\min} /
-    \sigma_{\max}$, a flat coordinate is pulled to its face as $s_0 q$ or
-    $L_n + (s_0 - L_n) q$, a ramp coordinate is pushed from $L_n/2$ by
-    $(L_n - 2\rho_{\min}) / (L_n - 2\rho_{\max})$, and the off-span part shrinks by $q$."""
-    lengths = jnp.linalg.norm(points, axis=1)
-    units = points / lengths[:, None]
-    s0 = y0 @ units.T
-    off_span = y0 - s0 @ units
-    q = sigma_min / sigma_max
-    rho_max, rho_min = alpha * sigma_max, alpha * sigma_min
-    ramp = lengths / 2 + (s0 - lengths / 2) * (lengths - 2 * rho_min) / (lengths - 2 * rho_max)
-    s = jnp.where(
-        s0 <= rho_max,
-        s0 * q,
-        jnp.where(s0 >= lengths - rho_max, lengths + (s0 - lengths) * q, ramp),
-    )
-    return s @ units + q * off_span
 
 
 # --------------------------------------------------------------------------------------
@@ -166,17 +123,12 @@ def _setup(p) -> _Setup:
     return _Setup(points, np.linalg.norm(np.asarray(points), axis=1), denoiser, key, starts, tol)
 
 
-@eqx.filter_jit
-def _rows(starts: GaussianStarts, index: Array) -> Array:
-    return starts.rows(index)
-
-
 def _blocks(starts: GaussianStarts, size: int) -> Iterator[tuple[Array, int]]:
     """Blocks of `size` starts (the last one padded by repeating its final start, so that
     every block has one shape and the flow compiles once) and how many rows to keep."""
     for first in range(0, starts.num, size):
         index = np.minimum(np.arange(first, first + size), starts.num - 1)
-        yield _rows(starts, jnp.asarray(index)), min(size, starts.num - first)
+        yield starts.rows(index), min(size, starts.num - first)
 
 
 class _Tally(NamedTuple):
@@ -473,7 +425,7 @@ class OrthogonalScoreFlow(AbstractPreset):
         sigma, t1 = jnp.asarray(self.sigma, dtype), jnp.asarray(self.t1, dtype)
         flow = dict(sigma=sigma, t1=t1, steps=self.steps, solver=self.solver)
         solve = lambda y0: score_flow(setup.denoiser, y0, **flow).ys
-        exact = lambda y0: _nearest_vertex(y0, setup.points)
+        exact = lambda y0: score_flow_limit(setup.denoiser, y0)
 
         size = min(self.chunk_size, self.num_starts)
         with tqdm(
@@ -495,7 +447,7 @@ class OrthogonalScoreFlow(AbstractPreset):
         }
         if self.trajectories:
             # A few trajectories, saved along the way, for the picture.
-            sample = _rows(setup.starts, jnp.arange(self.trajectories))
+            sample = setup.starts.rows(np.arange(self.trajectories))
             save_ts = jnp.linspace(0.0, self.t1, 61, dtype=dtype)
             path = score_flow(setup.denoiser, sample, save_ts=save_ts, **flow)
             labels = np.asarray(classify_endpoints(path.ys, setup.points, setup.tol).label)
@@ -692,7 +644,7 @@ class OrthogonalProbabilityFlow(AbstractPreset):
         sigma_min = jnp.asarray(self.sigma_min, dtype)
         options = dict(steps=self.steps, solver=self.solver, schedule=self.schedule)
         size = min(self.chunk_size, self.num_starts)
-        sample = _rows(setup.starts, jnp.arange(self.trajectories)) if self.trajectories else None
+        sample = setup.starts.rows(np.arange(self.trajectories)) if self.trajectories else None
 
         rows, tallies, paths, save_levels, sample_labels = [], [], [], [], []
         total = self.num_starts * len(self.sigma_max)
@@ -706,8 +658,8 @@ class OrthogonalProbabilityFlow(AbstractPreset):
                         setup.denoiser, y0, sigma_max=sigma_max, sigma_min=sigma_min, **options
                     ).ys
                 )
-                exact = lambda y0: _exact_probability_flow(
-                    y0, setup.points, alpha, sigma_max, sigma_min
+                exact = lambda y0: exact_probability_flow(
+                    setup.denoiser, y0, sigma_max=sigma_max, sigma_min=sigma_min
                 )
                 tally = _tally(solve, exact, setup, size, bar)
                 tallies.append(tally)

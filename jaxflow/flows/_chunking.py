@@ -15,8 +15,11 @@ from ..data import GaussianStarts
 # Rows are computed in blocks of this many: every row then goes through kernels of the
 # same shape whatever the batch, chunk or device count, so results are bitwise
 # reproducible (XLA's CPU matmuls round differently for, e.g., 7 rows and 1000 rows), and
-# a block's working set stays in cache.
-BLOCK_SIZE = 256
+# a block's working set stays in cache. Blocks run one after another, so a block must
+# also be large enough for XLA:CPU to split each kernel across its threads: it leaves a
+# (256, 30) fusion on one core, and 256-row blocks halved the closed-form flow's
+# throughput on 2 cores (benchmarks/flows.py); at 4096 rows every kernel is split.
+BLOCK_SIZE = 4096
 
 
 def num_starts(y0: Float[Array, "batch d"] | GaussianStarts) -> int:

@@ -1,0 +1,282 @@
+"""The reference sweep of [H]'s relative distance, timed against a straightforward NumPy
+implementation of the same per-cell computation.
+
+The sweep (SCIENCE.md H3): d = 100, p = N(10 1, I), T = 2, lambda = 1, a reference
+sample of N_O = 10^4 points, R = 300 repetitions, n in {25, 50, 75, 100}, both
+covariance conventions: 1200 (repetition, n) cells, each with two values of
+Delta = D(q, p_S) - D(q, p_O).
+
+- `jaxflow`: `jaxflow.estimators.relative_distance_sweep` as a user calls it: every
+  term of Delta computed, in log space, the reference sample's own pairwise term
+  included (its Gram matmul in float32 under a run-time error bound, any repetition
+  whose sign the bound leaves open recomputed in float64).
+- `numpy`: the per-cell computation written the way a reference implementation does
+  it, one repetition and one n at a time: draw the data, fit W by a pseudo-inverse,
+  then for each convention each distance on its own as its kernel self term (all pairs,
+  explicit differences, 25 x 25 blocks) minus twice its cross term (an explicit
+  100 x 100 inverse per point), in float64, and Delta as their difference. It is far
+  too slow to run 1200 times: a few cells are timed and the sweep extrapolated from
+  their mean (stated in the output).
+
+Usage:
+
+    python benchmarks/linear.py              # full: the whole JAX sweep twice, 2 NumPy cells
+    python benchmarks/linear.py --quick      # R = 30 and one NumPy cell, part of it extrapolated
+
+Writes benchmarks/results/linear.json and benchmarks/results/linear.md.
+"""
+
+# NumPy first: its OpenBLAS then keeps its default threads for the NumPy baseline
+# (jaxflow makes the OpenBLAS behind JAX's LAPACK calls single-threaded on import).
+import numpy as np  # isort: skip
+
+import argparse
+import sys
+import time
+
+import jax
+import jax.random as jr
+
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxflow  # noqa: E402
+from _common import describe, machine, markdown_table, write_results  # noqa: E402
+
+
+D, N_O, M, S, T, LAM = 100, 10_000, 10.0, 1.0, 2.0, 1.0
+NS = (25, 50, 75, 100)
+CONVENTIONS = ("consistent", "reference")
+BLOCK = 25
+
+
+# ---------------------------------------------------------------------------------------
+# The NumPy baseline.
+# ---------------------------------------------------------------------------------------
+
+
+def _self_term(x, eps2, fraction=1.0):
+    """(1/N^2) sum_{i,j} N(x_i; x_j, 2 eps^2 I), in 25 x 25 blocks of explicit
+    differences. With `fraction < 1` only that share of the row blocks is summed and the
+    sum scaled up (timing only)."""
+    n, d = x.shape
+    norm = (4 * np.pi * eps2) ** (-d / 2)
+    starts = range(0, n, BLOCK)
+    rows = list(starts)[: max(1, round(fraction * len(starts)))]
+    total = 0.0
+    for i in rows:
+        for j in starts:
+            diff = x[i : i + BLOCK, None, :] - x[None, j : j + BLOCK, :]
+            total += np.exp(-(diff**2).sum(-1) / (4 * eps2)).sum()
+    return total * (len(starts) / len(rows)) * norm / (n * n)
+
+
+def _cross_term(x, mean, cov, eps2):
+    """(1/N) sum_i N(x_i; mean, cov + eps^2 I), one explicit inverse per point."""
+    n, d = x.shape
+    c = cov + eps2 * np.eye(d)
+    total = 0.0
+    for xi in x:
+        inv = np.linalg.inv(c)
+        sign, logdet = np.linalg.slogdet(c)
+        y = xi - mean
+        total += np.exp(-0.5 * (y @ inv @ y) - 0.5 * (d * np.log(2 * np.pi) + logdet))
+    return total / n
+
+
+def numpy_cell(rng, n, fraction=1.0):
+    """Delta for both conventions of one (repetition, n) cell."""
+    x0 = M + S * rng.standard_normal((n, D))
+    a, c2 = np.exp(-T), LAM * np.exp(-2 * T) * (1 - np.exp(-2 * T))
+    xt = a * x0 + np.sqrt(c2) * rng.standard_normal((n, D))
+    ref = M + S * rng.standard_normal((N_O, D))
+    w = (np.linalg.pinv(xt - xt.mean(0)) @ (x0 - x0.mean(0))).T
+    b = x0.mean(0) - w @ xt.mean(0)
+    v = a**2 * x0.var(0, ddof=1).mean() + c2
+    mean = b + a * w @ x0.mean(0)
+    deltas = []
+    for convention in CONVENTIONS:
+        cov = v * (w @ w.T if convention == "consistent" else w.T @ w)
+        distances = []
+        for x in (x0, ref):
+            eps2 = S**2 * len(x) ** (-2 / D)
+            distances.append(_self_term(x, eps2, fraction) - 2 * _cross_term(x, mean, cov, eps2))
+        deltas.append(distances[0] - distances[1])
+    return deltas
+
+
+# ---------------------------------------------------------------------------------------
+# The JAX sweep.
+# ---------------------------------------------------------------------------------------
+
+
+def jax_sweep(reps, arithmetic="exact", gram="float32"):
+    import jax.numpy as jnp
+
+    return jaxflow.estimators.relative_distance_sweep(
+        jr.key(0),
+        NS,
+        d=D,
+        repetitions=reps,
+        reference_size=N_O,
+        m=M,
+        s=S,
+        T=T,
+        lam=LAM,
+        arithmetic=arithmetic,
+        gram_dtype=jnp.float32 if gram == "float32" else None,
+        chunk_size=10,
+    )
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(jax.tree.leaves(out))
+    return out, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="R = 30, one NumPy cell (partly extrapolated)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help="repetitions R (default 300; 30 with --quick)"
+    )
+    parser.add_argument(
+        "--numpy-cells", type=int, default=None, help="NumPy cells to time (default 2; 1 quick)"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference arithmetic's sweep"
+    )
+    parser.add_argument(
+        "--gram64", action="store_true", help="also time the sweep with a float64 Gram matrix"
+    )
+    args = parser.parse_args(argv)
+    reps = args.reps or (30 if args.quick else 300)
+    numpy_cells = args.numpy_cells or (1 if args.quick else 2)
+    fraction = 0.05 if args.quick else 1.0
+    cells = reps * len(NS)
+    info = machine()
+    print(describe(info))
+
+    runs = {"jaxflow exact": ("exact", "float32")}
+    if args.gram64:
+        runs["jaxflow exact, float64 Gram"] = ("exact", "float64")
+    if not args.no_reference:
+        runs["jaxflow reference arithmetic"] = ("reference", "float32")
+    rows, reproduced = [], []
+    for name, (arithmetic, gram) in runs.items():
+        # First call: compilation plus one run; the second, the run alone.
+        _, first = _timed(lambda: jax_sweep(reps, arithmetic, gram))
+        sweep, best = _timed(lambda: jax_sweep(reps, arithmetic, gram))
+        rows.append(
+            {
+                "implementation": name,
+                "cells": cells,
+                "measured_cells": cells,
+                "time_s": best,
+                "per_cell_ms": 1e3 * best / cells,
+                "compile_s": max(first - best, 0.0),
+                "recomputed": sweep.recomputed,
+                "note": "whole sweep, best of 2 calls",
+            }
+        )
+        print(f"{name}: {best:.1f} s for {cells} cells (first call {first:.1f} s)", flush=True)
+        prob = sweep.probability()
+        for g, n in enumerate(NS):
+            for c, convention in enumerate(CONVENTIONS):
+                reproduced.append(
+                    {
+                        "arithmetic": arithmetic,
+                        "convention": convention,
+                        "n": n,
+                        "p_positive": float(prob.fraction[g, c]),
+                        "p_lower": float(prob.lower[g, c]),
+                        "p_upper": float(prob.upper[g, c]),
+                        "uncertain": int(prob.uncertain[g, c]),
+                    }
+                )
+
+    rng = np.random.default_rng(0)
+    times = []
+    for k in range(numpy_cells):
+        n = NS[k % len(NS)] if numpy_cells < len(NS) else NS[k % len(NS)]
+        start = time.perf_counter()
+        numpy_cell(rng, n, fraction)
+        times.append(time.perf_counter() - start)
+        print(f"numpy cell n={n}: {times[-1]:.1f} s", flush=True)
+    per_cell = float(np.mean(times))
+    note = f"mean of {numpy_cells} timed cell(s), extrapolated to {cells}"
+    if fraction < 1:
+        note += f"; the O self term summed over {fraction:.0%} of its blocks and scaled"
+    rows.append(
+        {
+            "implementation": "numpy per cell",
+            "cells": cells,
+            "measured_cells": numpy_cells,
+            "time_s": per_cell * cells,
+            "per_cell_ms": 1e3 * per_cell,
+            "compile_s": 0.0,
+            "recomputed": None,
+            "note": note,
+        }
+    )
+    exact = rows[0]["time_s"]
+    for row in rows:
+        row["relative_to_jaxflow"] = row["time_s"] / exact
+    target = {"sweep_under_60_s": exact < 60.0, "exact_sweep_s": exact}
+
+    columns = [
+        ("implementation", "implementation", ""),
+        ("cells", "cells", ""),
+        ("measured_cells", "timed cells", ""),
+        ("time_s", "sweep time (s)", ".4g"),
+        ("per_cell_ms", "per cell (ms)", ".4g"),
+        ("compile_s", "compile (s)", ".3g"),
+        ("relative_to_jaxflow", "x jaxflow", ".3g"),
+        ("recomputed", "float64 redone", ""),
+        ("note", "note", ""),
+    ]
+    p_columns = [
+        ("arithmetic", "arithmetic", ""),
+        ("convention", "convention", ""),
+        ("n", "n", ""),
+        ("p_positive", "P(Delta > 0)", ".3f"),
+        ("p_lower", "Wilson low", ".3f"),
+        ("p_upper", "Wilson high", ".3f"),
+        ("uncertain", "uncertain signs", ""),
+    ]
+    markdown = "\n\n".join(
+        [
+            "# Reference sweep of the relative distance (`benchmarks/linear.py`)",
+            f"Machine: {describe(info)}",
+            f"d = {D}, N_O = {N_O}, R = {reps}, n in {NS}, both conventions"
+            + (" (quick run)" if args.quick else ""),
+            markdown_table(rows, columns),
+            f"Target (whole sweep, every term exact, < 60 s): "
+            f"{'met' if target['sweep_under_60_s'] else 'not met'} ({exact:.1f} s).",
+            "## P(Delta > 0) reproduced",
+            markdown_table(reproduced, p_columns),
+        ]
+    )
+    data = {
+        "machine": info,
+        "d": D,
+        "reference_size": N_O,
+        "repetitions": reps,
+        "ns": NS,
+        "quick": args.quick,
+        "rows": rows,
+        "target": target,
+        "reproduced": reproduced,
+    }
+    write_results("linear", data, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
