@@ -54,7 +54,9 @@ def test_fit_matches_lstsq(getkey, n, k, d):
     np.testing.assert_allclose(den.bias, b, rtol=1e-8, atol=1e-10)
     # The rank of W is min(n - 1, d), whatever k.
     assert np.linalg.matrix_rank(np.asarray(den.weight)) == min(n - 1, d)
-    np.testing.assert_allclose(jax.vmap(den, (0, None))(xt[:, 0], 1.0), xt[:, 0] @ w.T + b, rtol=1e-10)
+    np.testing.assert_allclose(
+        jax.vmap(den, (0, None))(xt[:, 0], 1.0), xt[:, 0] @ w.T + b, rtol=1e-10
+    )
 
 
 def test_fit_vmaps_over_repetitions(getkey):
@@ -178,7 +180,9 @@ def test_exact_propagation_matches_probability_flow(getkey, solver, schedule):
     # exactly, then m samples of the start law.
     m = 4096
     basis = start.mean + jnp.concatenate([jnp.zeros((1, d)), jnp.eye(d)])
-    ys = np.asarray(probability_flow(den, jnp.concatenate([basis, start.sample(getkey(), m)]), **kw).ys)
+    ys = np.asarray(
+        probability_flow(den, jnp.concatenate([basis, start.sample(getkey(), m)]), **kw).ys
+    )
     a = (ys[1 : d + 1] - ys[0]).T
     c = ys[0] - a @ np.asarray(start.mean)
     np.testing.assert_allclose(q.mean, a @ start.mean + c, rtol=1e-10)
@@ -197,7 +201,9 @@ def test_one_euler_step_is_the_one_step_denoiser(getkey):
     x0 = jr.normal(getkey(), (n, d))
     den = wiener_affine(x0, T=1.0, lam=1.0)
     start = Gaussian(jnp.ones(d), 2.0 * jnp.eye(d))
-    q = gaussian_probability_flow(den, start, sigma_max=1.0, sigma_min=1e-12, steps=1, solver="euler")
+    q = gaussian_probability_flow(
+        den, start, sigma_max=1.0, sigma_min=1e-12, steps=1, solver="euler"
+    )
     w, b = np.asarray(den.weight), np.asarray(den.bias)
     np.testing.assert_allclose(q.mean, w @ np.ones(d) + b, rtol=1e-9)
     np.testing.assert_allclose(q.cov, 2.0 * w @ w.T, rtol=1e-9, atol=1e-14)
@@ -260,7 +266,9 @@ def test_grad_multistep_kl_wrt_sigma_max(getkey, solver, fitted):
         else:
             den = wiener_piecewise_affine(x0, grid)
         start = ve_start(x0, sigma_max=smax)
-        q = gaussian_probability_flow(den, start, sigma_max=smax, sigma_min=smin, steps=steps, solver=solver)
+        q = gaussian_probability_flow(
+            den, start, sigma_max=smax, sigma_min=smin, steps=steps, solver=solver
+        )
         return kl_divergence(q, p)
 
     # Least squares on fixed noise draws (reparametrised) or the noise-averaged fit.

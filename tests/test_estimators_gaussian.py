@@ -20,7 +20,11 @@ def np_kl(mq, cq, mp, cp):
     inv = np.linalg.inv(cp)
     delta = mq - mp
     return 0.5 * (
-        np.trace(inv @ cq) + delta @ inv @ delta - d + np.linalg.slogdet(cp)[1] - np.linalg.slogdet(cq)[1]
+        np.trace(inv @ cq)
+        + delta @ inv @ delta
+        - d
+        + np.linalg.slogdet(cp)[1]
+        - np.linalg.slogdet(cq)[1]
     )
 
 
@@ -53,7 +57,9 @@ def test_against_numpy(d):
         q, p = as_gaussian(mq, cq), as_gaussian(mp, cp)
         np.testing.assert_allclose(kl_divergence(q, p), np_kl(mq, cq, mp, cp), rtol=1e-10)
         np.testing.assert_allclose(kl_divergence(p, q), np_kl(mp, cp, mq, cq), rtol=1e-10)
-        np.testing.assert_allclose(hellinger_squared(q, p), np_hellinger(mq, cq, mp, cp), rtol=1e-10)
+        np.testing.assert_allclose(
+            hellinger_squared(q, p), np_hellinger(mq, cq, mp, cp), rtol=1e-10
+        )
         np.testing.assert_allclose(hellinger_squared(p, q), hellinger_squared(q, p), rtol=1e-12)
 
 
@@ -63,7 +69,9 @@ def test_monte_carlo():
     d, m = 3, 100_000
     (mq, cq), (mp, cp) = random_gaussian(rng, d), random_gaussian(rng, d)
     x = rng.multivariate_normal(mq, cq, size=m)
-    log_ratio = scipy.stats.multivariate_normal(mq, cq).logpdf(x) - scipy.stats.multivariate_normal(mp, cp).logpdf(x)
+    log_ratio = scipy.stats.multivariate_normal(mq, cq).logpdf(x) - scipy.stats.multivariate_normal(
+        mp, cp
+    ).logpdf(x)
     q, p = as_gaussian(mq, cq), as_gaussian(mp, cp)
     kl_mc, kl_se = log_ratio.mean(), log_ratio.std() / np.sqrt(m)
     assert abs(float(kl_divergence(q, p)) - kl_mc) < 5 * kl_se
@@ -75,7 +83,9 @@ def test_monte_carlo():
 def test_hellinger_by_quadrature_1d():
     mq, sq, mp, sp = 0.3, 0.7, -0.4, 1.3
     bc, _ = scipy.integrate.quad(
-        lambda x: np.sqrt(scipy.stats.norm.pdf(x, mq, sq) * scipy.stats.norm.pdf(x, mp, sp)), -20, 20
+        lambda x: np.sqrt(scipy.stats.norm.pdf(x, mq, sq) * scipy.stats.norm.pdf(x, mp, sp)),
+        -20,
+        20,
     )
     h2 = hellinger_squared(as_gaussian([mq], [[sq**2]]), as_gaussian([mp], [[sp**2]]))
     np.testing.assert_allclose(h2, 1 - bc, rtol=1e-9)
@@ -147,7 +157,9 @@ def test_gradients_finite_at_repeated_eigenvalues():
     for s in [1.0, 1.7]:
         np.testing.assert_allclose(jax.grad(kl)(s), d * (s - 1 / s), rtol=1e-12, atol=1e-14)
         eps = 1e-6
-        np.testing.assert_allclose(jax.grad(h2)(s), (h2(s + eps) - h2(s - eps)) / (2 * eps), rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(
+            jax.grad(h2)(s), (h2(s + eps) - h2(s - eps)) / (2 * eps), rtol=1e-6, atol=1e-10
+        )
 
 
 def test_kl_infinite_data_formula():
@@ -159,7 +171,9 @@ def test_kl_infinite_data_formula():
     q = (np.zeros(d), rho * s**2 * np.eye(d))
     p = (np.zeros(d), s**2 * np.eye(d))
     np.testing.assert_allclose(kl_infinite_data(d, T=T, lam=lam, s=s), np_kl(*q, *p), rtol=1e-12)
-    np.testing.assert_allclose(kl_infinite_data(d, T=T, lam=lam, s=s, reverse=True), np_kl(*p, *q), rtol=1e-12)
+    np.testing.assert_allclose(
+        kl_infinite_data(d, T=T, lam=lam, s=s, reverse=True), np_kl(*p, *q), rtol=1e-12
+    )
 
 
 def test_kl_infinite_data_is_the_large_n_limit(getkey):
@@ -172,7 +186,9 @@ def test_kl_infinite_data_is_the_large_n_limit(getkey):
     kl_inf = float(kl_infinite_data(d, T=T, lam=lam))
     # The finite-n excess is O(d^2 / n) ~ 1e-4 here; KL_inf itself is about 0.28.
     np.testing.assert_allclose(kl_divergence(q, p), kl_inf, rtol=1e-2)
-    np.testing.assert_allclose(kl_divergence(p, q), float(kl_infinite_data(d, T=T, lam=lam, reverse=True)), rtol=1e-2)
+    np.testing.assert_allclose(
+        kl_divergence(p, q), float(kl_infinite_data(d, T=T, lam=lam, reverse=True)), rtol=1e-2
+    )
 
 
 def test_errors():
@@ -191,7 +207,9 @@ def test_jit_compiles_once():
     jax.block_until_ready((kl_divergence(qs[0], p), hellinger_squared(qs[0], p)))
     with count_compilations() as n:
         for q in qs[1:]:
-            jax.block_until_ready((kl_divergence(q, p), hellinger_squared(q, p), kl_divergence(p, q)))
+            jax.block_until_ready(
+                (kl_divergence(q, p), hellinger_squared(q, p), kl_divergence(p, q))
+            )
     assert n[0] == 0
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
-
 import jaxflow as jf
+import numpy as np
 import pytest
 from helpers import exact_probability_flow, nearest_vertex
 from jaxflow.estimators import EndpointClass

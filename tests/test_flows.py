@@ -31,7 +31,6 @@ from helpers import (
     orthogonal_points,
     RAMP,
     tree_allclose,
-    without_runtime_typechecks,
     tree_equal,
     without_runtime_typechecks,
 )
@@ -577,7 +576,11 @@ def test_sharded_across_two_devices_gives_single_device_endpoints(tmp_path):
             sharded[f"relu-{chunk}"], np.asarray(single_network), err_msg=f"chunk_size={chunk}"
         )
         np.testing.assert_allclose(
-            sharded[chunk], np.asarray(single), rtol=1e-14, atol=1e-15, err_msg=f"chunk_size={chunk}"
+            sharded[chunk],
+            np.asarray(single),
+            rtol=1e-14,
+            atol=1e-15,
+            err_msg=f"chunk_size={chunk}",
         )
 
 
@@ -586,9 +589,7 @@ def test_library_exact_probability_flow_matches_independent_oracle():
     points = orthogonal_points(rng, 9, np.linspace(1.0, 2.0, 6))
     y0 = rng.normal(0.6, 0.7, size=(500, 9))
     denoiser = jf.MinNormOrthogonal(jnp.asarray(points), alpha=1.5)
-    got = jf.flows.exact_probability_flow(
-        denoiser, jnp.asarray(y0), sigma_max=0.3, sigma_min=1e-3
-    )
+    got = jf.flows.exact_probability_flow(denoiser, jnp.asarray(y0), sigma_max=0.3, sigma_min=1e-3)
     want = exact_probability_flow(y0, points, alpha=1.5, sigma_max=0.3, sigma_min=1e-3)
     np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-13)
 
@@ -604,7 +605,10 @@ def test_library_score_flow_limit_is_the_nearest_vertex():
 
 
 def test_exact_solutions_refuse_other_denoisers():
-    with without_runtime_typechecks(), pytest.raises(TypeError, match="for `MinNormOrthogonal` only"):
+    with (
+        without_runtime_typechecks(),
+        pytest.raises(TypeError, match="for `MinNormOrthogonal` only"),
+    ):
         jf.flows.score_flow_limit(jf.EmpiricalOptimal(jnp.eye(2)), jnp.zeros((3, 2)))
 
 
@@ -616,9 +620,11 @@ def test_endpoints_are_bitwise_identical_across_many_chunks(dtype):
     points = jnp.asarray(orthogonal_points(np.random.default_rng(5), 6, [1.0, 1.5, 2.0]), dtype)
     denoiser = jf.MinNormOrthogonal(points, alpha=1.0)
     starts = jf.GaussianStarts(jr.key(8), 2 * block + 123, jnp.full(6, 0.5, dtype), 0.6)
-    flow = lambda chunk: jf.probability_flow(
-        denoiser, starts, sigma_max=0.4, sigma_min=1e-3, steps=4, chunk_size=chunk
-    ).ys
+    flow = lambda chunk: (
+        jf.probability_flow(
+            denoiser, starts, sigma_max=0.4, sigma_min=1e-3, steps=4, chunk_size=chunk
+        ).ys
+    )
     whole = flow(None)
     for chunk in (block, block + 1000):
         assert tree_equal(flow(chunk), whole)

@@ -24,10 +24,14 @@ class Gaussian(eqx.Module):
     def __check_init__(self):
         d = self.mean.shape[-1]
         if self.cov.shape[-2:] != (d, d):
-            raise ValueError(f"`cov` must have shape ({d}, {d}) to match `mean`, got {self.cov.shape}.")
+            raise ValueError(
+                f"`cov` must have shape ({d}, {d}) to match `mean`, got {self.cov.shape}."
+            )
 
     @classmethod
-    def isotropic(cls, d: int, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None) -> "Gaussian":
+    def isotropic(
+        cls, d: int, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None
+    ) -> "Gaussian":
         r"""$\mathcal{N}(m\mathbf{1}, s^2 I_d)$."""
         dtype = jnp.result_type(float) if dtype is None else dtype
         mean = jnp.broadcast_to(jnp.asarray(mean, dtype), (d,))
@@ -38,7 +42,9 @@ class Gaussian(eqx.Module):
         return self.mean.shape[-1]
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n d"]:
-        r"""$n$ draws $\mu + \Sigma^{1/2} z$; the symmetric square root handles degenerate $\Sigma$."""
+        r"""$n$ draws $\mu + \Sigma^{1/2} z$.
+
+        The symmetric square root handles a degenerate $\Sigma$."""
         evals, evecs = jnp.linalg.eigh(self.cov)
         root = (evecs * jnp.sqrt(jnp.clip(evals, 0.0))) @ evecs.T
         return self.mean + jr.normal(key, (n, self.d), self.mean.dtype) @ root

@@ -1,6 +1,5 @@
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from .._custom_types import Point, Points, Sigma
 from .._numerics import gaussian_log_weights

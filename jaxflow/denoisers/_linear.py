@@ -32,7 +32,9 @@ class AffineDenoiser(AbstractDenoiser):
     def __check_init__(self):
         d = self.bias.shape[-1]
         if self.weight.shape[-2:] != (d, d):
-            raise ValueError(f"`weight` must have shape ({d}, {d}) to match `bias`, got {self.weight.shape}.")
+            raise ValueError(
+                f"`weight` must have shape ({d}, {d}) to match `bias`, got {self.weight.shape}."
+            )
 
     def __call__(self, y: Point, sigma: Sigma) -> Point:
         del sigma
@@ -93,14 +95,18 @@ def fit_affine(
     """
     _check_points(x0)
     if xt.ndim != 3 or xt.shape[0] != x0.shape[0] or xt.shape[2] != x0.shape[1]:
-        raise ValueError(f"`xt` must have shape (n, k, d) = ({x0.shape[0]}, k, {x0.shape[1]}), got {xt.shape}.")
+        raise ValueError(
+            f"`xt` must have shape (n, k, d) = ({x0.shape[0]}, k, {x0.shape[1]}), got {xt.shape}."
+        )
     n, k, d = xt.shape
     w = jnp.repeat(_weights(mask, n, x0.dtype), k)
     targets = jnp.broadcast_to(x0[:, None, :], xt.shape).reshape(n * k, d)
     return AffineDenoiser(*_centred_fit(xt.reshape(n * k, d), targets, w))
 
 
-def _wiener(x0: Float[Array, "n d"], a: Float[Array, ""], c2: Float[Array, ""], mask=None) -> AffineDenoiser:
+def _wiener(
+    x0: Float[Array, "n d"], a: Float[Array, ""], c2: Float[Array, ""], mask=None
+) -> AffineDenoiser:
     # Minimise E_z (1/n) sum_i |x_i - W (a x_i + c z_i) - b|^2. With S the (biased)
     # covariance of the x_i: b = (I - a W) xbar and W (a^2 S + c^2 I) = a S. The matrix
     # a^2 S + c^2 I is positive definite for c > 0, so a linear solve is well posed and
@@ -212,7 +218,9 @@ def one_step_gaussian(
     **Raises:** `ValueError` for an unknown `convention` or fewer than 2 points.
     """
     if convention not in CONVENTIONS:
-        raise ValueError(f"`convention` must be one of {', '.join(map(repr, CONVENTIONS))}, got {convention!r}.")
+        raise ValueError(
+            f"`convention` must be one of {', '.join(map(repr, CONVENTIONS))}, got {convention!r}."
+        )
     _check_points(x0)
     n, d = x0.shape
     if n < 2:
@@ -311,7 +319,9 @@ def fit_piecewise_affine(
     _check_points(x0)
     sigmas = _check_levels(sigmas, x0.dtype)
     if xs.ndim != 4 or xs.shape[0] != sigmas.shape[0]:
-        raise ValueError(f"`xs` must have shape (levels, n, k, d) with levels={sigmas.shape[0]}, got {xs.shape}.")
+        raise ValueError(
+            f"`xs` must have shape (levels, n, k, d) with levels={sigmas.shape[0]}, got {xs.shape}."
+        )
     fits = jax.vmap(lambda x: fit_affine(x0, x, mask=mask))(xs)
     return PiecewiseAffine(sigmas, fits.weight, fits.bias)
 

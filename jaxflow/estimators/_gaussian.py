@@ -11,10 +11,13 @@ from ..data import Gaussian, ou_coefficients
 def _check_pair(q: Gaussian, p: Gaussian) -> None:
     if not isinstance(q, Gaussian) or not isinstance(p, Gaussian):
         raise TypeError(
-            f"`q` and `p` must be `jaxflow.data.Gaussian`s, got {type(q).__name__} and {type(p).__name__}."
+            "`q` and `p` must be `jaxflow.data.Gaussian`s, "
+            f"got {type(q).__name__} and {type(p).__name__}."
         )
     if q.mean.shape != p.mean.shape:
-        raise ValueError(f"`q` and `p` must have the same dimension, got {q.mean.shape} and {p.mean.shape}.")
+        raise ValueError(
+            f"`q` and `p` must have the same dimension, got {q.mean.shape} and {p.mean.shape}."
+        )
 
 
 def default_rtol(d: int, dtype) -> float:
@@ -141,7 +144,9 @@ def hellinger_squared(q: Gaussian, p: Gaussian, *, rtol: float | None = None) ->
     mu, delta_w, m, keep, same = _whitened(q, p, rtol)
     safe = jnp.where(keep & same, mu, 1.0)
     quad = delta_w @ jnp.linalg.solve(m + jnp.eye(m.shape[-1], dtype=m.dtype), delta_w)
-    log_bc = jnp.sum(0.25 * jnp.log(safe) - 0.5 * jnp.log1p(safe) + 0.5 * jnp.log(2.0)) - 0.25 * quad
+    log_bc = (
+        jnp.sum(0.25 * jnp.log(safe) - 0.5 * jnp.log1p(safe) + 0.5 * jnp.log(2.0)) - 0.25 * quad
+    )
     return jnp.where(same, -jnp.expm1(jnp.minimum(log_bc, 0.0)), 1.0)
 
 

@@ -93,7 +93,9 @@ def write_results(preset: AbstractPreset, results: Results, out: Path) -> list[P
         figure.savefig(path, dpi=120, bbox_inches="tight")
         written.append(path)
     if results.arrays:
-        np.savez_compressed(out / "arrays.npz", **{k: np.asarray(v) for k, v in results.arrays.items()})
+        np.savez_compressed(
+            out / "arrays.npz", **{k: np.asarray(v) for k, v in results.arrays.items()}
+        )
         written.append(out / "arrays.npz")
     return written
 

@@ -68,9 +68,13 @@ def _distance_fn(n_max: int, d: int, draws: int, fit: str, p: Gaussian):
             den = fit_affine(x0, xt, mask=mask)
         else:
             den = wiener_affine(x0, T=T, lam=lam, mask=mask)
-        qs = [one_step_gaussian(den, x0, T=T, lam=lam, convention=c, mask=mask) for c in CONVENTIONS]
+        qs = [
+            one_step_gaussian(den, x0, T=T, lam=lam, convention=c, mask=mask) for c in CONVENTIONS
+        ]
         # The conventions share a mean; loop over their covariances with one trace.
-        return jax.lax.map(lambda cov: _distances(Gaussian(qs[0].mean, cov), p), jnp.stack([q.cov for q in qs]))
+        return jax.lax.map(
+            lambda cov: _distances(Gaussian(qs[0].mean, cov), p), jnp.stack([q.cov for q in qs])
+        )
 
     # Loops, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
     # (see `jaxflow._workarounds`); unbatched calls cannot, and cost the same here.
@@ -140,13 +144,20 @@ class LinearDistanceVsN(AbstractPreset):
                 for n in ns:
                     v = values[n][g, :, c]
                     row = {
-                        "n": n, "n_over_d": n / self.d, "d": self.d, "T": T, "lam": lam,
-                        "convention": convention, "fit": self.fit, "reps": self.reps,
+                        "n": n,
+                        "n_over_d": n / self.d,
+                        "d": self.d,
+                        "T": T,
+                        "lam": lam,
+                        "convention": convention,
+                        "fit": self.fit,
+                        "reps": self.reps,
                         **rep_stats("kl_qp", v[:, 0]),
                         **rep_stats("kl_pq", v[:, 1]),
                         **rep_stats("hellinger2", v[:, 2]),
                         "finite_fraction": float(np.mean(np.isfinite(v[:, 0]))),
-                        "kl_inf": kl_inf, "kl_inf_pq": kl_inf_rev,
+                        "kl_inf": kl_inf,
+                        "kl_inf_pq": kl_inf_rev,
                     }
                     group.append(row)
                 start = fall_start(ns, [r["kl_qp_median"] for r in group])
@@ -159,8 +170,15 @@ class LinearDistanceVsN(AbstractPreset):
             rows=rows,
             figures={"distance_vs_n": self._figure(rows, ns)},
             summary=(
-                "n", "T", "lam", "convention", "kl_qp_median", "kl_pq_median",
-                "hellinger2_median", "kl_inf", "kl_fall_starts_at_n",
+                "n",
+                "T",
+                "lam",
+                "convention",
+                "kl_qp_median",
+                "kl_pq_median",
+                "hellinger2_median",
+                "kl_inf",
+                "kl_fall_starts_at_n",
             ),
             arrays=arrays,
         )
@@ -178,7 +196,11 @@ class LinearDistanceVsN(AbstractPreset):
         for ax, (key, label, limit) in zip(axes, panels):
             for (T, lam), colour in zip(pairs, itertools.cycle(colours)):
                 for convention, style in (("consistent", "-"), ("reference", ":")):
-                    sub = [r for r in rows if (r["T"], r["lam"], r["convention"]) == (T, lam, convention)]
+                    sub = [
+                        r
+                        for r in rows
+                        if (r["T"], r["lam"], r["convention"]) == (T, lam, convention)
+                    ]
                     if key == "kl_qp" and convention == "reference":
                         continue  # identical to the consistent one: same spectrum and mean
                     x = np.array([r["n"] for r in sub], float)
@@ -187,8 +209,15 @@ class LinearDistanceVsN(AbstractPreset):
                     hi = np.array([r[f"{key}_q75"] for r in sub])
                     ok = np.isfinite(y)
                     lab = rf"$T={T:g}$, $\lambda={lam:g}$" if convention == "consistent" else None
-                    ax.plot(x[ok], y[ok], style, color=colour, marker="o" if style == "-" else None,
-                            ms=3, label=lab)
+                    ax.plot(
+                        x[ok],
+                        y[ok],
+                        style,
+                        color=colour,
+                        marker="o" if style == "-" else None,
+                        ms=3,
+                        label=lab,
+                    )
                     if convention == "consistent":
                         band = ok & np.isfinite(hi)
                         ax.fill_between(x[band], lo[band], hi[band], color=colour, alpha=0.15, lw=0)
@@ -197,8 +226,16 @@ class LinearDistanceVsN(AbstractPreset):
             if key != "hellinger2":
                 # Infinite medians (q degenerate, n <= d) as markers on the top edge.
                 inf_ns = sorted({r["n"] for r in rows if np.isposinf(r[f"{key}_median"])})
-                ax.plot(inf_ns, [1.0] * len(inf_ns), "^", color="black", ms=5, clip_on=False,
-                        transform=ax.get_xaxis_transform(), label=r"$\infty$ (all settings)")
+                ax.plot(
+                    inf_ns,
+                    [1.0] * len(inf_ns),
+                    "^",
+                    color="black",
+                    ms=5,
+                    clip_on=False,
+                    transform=ax.get_xaxis_transform(),
+                    label=r"$\infty$ (all settings)",
+                )
             ax.axvline(self.d, color="black", ls=":", lw=1)
             ax.set_xscale("log")
             ax.set_xlim(0.8 * min(ns), 1.25 * max(ns))

@@ -81,12 +81,15 @@ def _flow_fn(preset: "LinearSteps", n_max: int, p: Gaussian):
 
     # A loop, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
     # (see `jaxflow._workarounds`).
-    return jax.jit(lambda keys, n, grid, levels: jax.lax.map(lambda key: one(key, n, grid, levels), keys))
+    return jax.jit(
+        lambda keys, n, grid, levels: jax.lax.map(lambda key: one(key, n, grid, levels), keys)
+    )
 
 
 def _relative_fn(preset: "LinearSteps", n: int, n_max: int, p: Gaussian):
     """Whether Delta > 0 (and whether its sign is certain) for every repetition and
     number of steps at one n, shape (R, S)."""
+
     def one(key, means, covs):
         k_data, _, k_ref = jr.split(key, 3)
         train = KernelMixture(p.sample(k_data, n_max)[:n], preset.s)
@@ -122,12 +125,16 @@ class LinearSteps(AbstractPreset):
     d: int = param(100, "dimension")
     m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
     s: float = param(1.0, "standard deviation s of p")
-    n_over_d: tuple[float, ...] = param((0.5, 1.0, 2.0, 10.0), "training-set sizes as fractions of d")
+    n_over_d: tuple[float, ...] = param(
+        (0.5, 1.0, 2.0, 10.0), "training-set sizes as fractions of d"
+    )
     steps: tuple[int, ...] = param((1, 2, 4, 8, 16, 32, 64), "numbers of solver steps")
     sigma_max: float = param(80.0, "largest noise level of the variance-exploding flow (EDM)")
     sigma_min: float = param(0.002, "smallest noise level; the flow's output is y(sigma_min)")
     solver: Literal["euler", "heun"] = param("heun", "solver; each step is an exact affine map")
-    schedule: Literal["geometric", "karras"] = param("karras", "noise-level grid (EDM's by default)")
+    schedule: Literal["geometric", "karras"] = param(
+        "karras", "noise-level grid (EDM's by default)"
+    )
     start: Literal["matched", "standard"] = param(
         "matched",
         "start law: N(xbar, (v + sigma_max^2) I) matched to the data (as [H]'s one-step start) "
@@ -162,7 +169,9 @@ class LinearSteps(AbstractPreset):
         grids = jnp.asarray(_grids(self, p.mean.dtype))
         relatives = {}
         values, positive, certain = {}, {}, {}
-        bar = tqdm(total=len(ns) * len(self.steps), desc="linear-steps: (n, steps)", disable=not progress)
+        bar = tqdm(
+            total=len(ns) * len(self.steps), desc="linear-steps: (n, steps)", disable=not progress
+        )
         for n in ns:
             means, covs = [], []
             for j, steps in enumerate(self.steps):
@@ -184,10 +193,18 @@ class LinearSteps(AbstractPreset):
             for steps in self.steps:
                 v = values[n, steps]
                 row = {
-                    "n": n, "n_over_d": n / self.d, "d": self.d, "steps": steps,
-                    "solver": self.solver, "schedule": self.schedule, "start": self.start,
-                    "fit": self.fit, "convention": "consistent", "sigma_max": self.sigma_max,
-                    "sigma_min": self.sigma_min, "reps": self.reps,
+                    "n": n,
+                    "n_over_d": n / self.d,
+                    "d": self.d,
+                    "steps": steps,
+                    "solver": self.solver,
+                    "schedule": self.schedule,
+                    "start": self.start,
+                    "fit": self.fit,
+                    "convention": "consistent",
+                    "sigma_max": self.sigma_max,
+                    "sigma_min": self.sigma_min,
+                    "reps": self.reps,
                     **rep_stats("kl_qp", v[:, 0]),
                     **rep_stats("kl_pq", v[:, 1]),
                     **rep_stats("hellinger2", v[:, 2]),
@@ -198,7 +215,9 @@ class LinearSteps(AbstractPreset):
                     row.update(
                         reference=self.reference,
                         reference_size=self.reference_size if self.reference == "sample" else 0,
-                        p_positive=k / self.reps, p_lower=float(lo), p_upper=float(hi),
+                        p_positive=k / self.reps,
+                        p_lower=float(lo),
+                        p_upper=float(hi),
                         sign_certain_fraction=float(np.mean(certain[n, steps])),
                     )
                 group.append(row)
@@ -208,10 +227,19 @@ class LinearSteps(AbstractPreset):
             rows += group
         arrays = {f"distances_n{n}_steps{s}": values[n, s] for n, s in values}
         arrays.update({f"positive_n{n}_steps{s}": positive[n, s] for n, s in positive})
-        summary = ("n", "steps", "kl_qp_median", "kl_pq_median", "hellinger2_median", "best_steps_kl")
+        summary = (
+            "n",
+            "steps",
+            "kl_qp_median",
+            "kl_pq_median",
+            "hellinger2_median",
+            "best_steps_kl",
+        )
         if self.reference != "none":
             summary += ("p_positive", "p_lower", "p_upper")
-        return Results(rows=rows, figures={"steps": self._figure(rows, ns)}, summary=summary, arrays=arrays)
+        return Results(
+            rows=rows, figures={"steps": self._figure(rows, ns)}, summary=summary, arrays=arrays
+        )
 
     def _figure(self, rows, ns) -> Figure:
         with_delta = self.reference != "none"
@@ -230,8 +258,15 @@ class LinearSteps(AbstractPreset):
                 ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.15, lw=0)
                 if key == "kl_qp" and not ok.all():
                     # Infinite: q singular to working precision, as markers on the top edge.
-                    ax.plot(x[~ok], [1.0] * int((~ok).sum()), "^", color=colour, ms=5,
-                            clip_on=False, transform=ax.get_xaxis_transform())
+                    ax.plot(
+                        x[~ok],
+                        [1.0] * int((~ok).sum()),
+                        "^",
+                        color=colour,
+                        ms=5,
+                        clip_on=False,
+                        transform=ax.get_xaxis_transform(),
+                    )
             if with_delta:
                 f = np.array([r["p_positive"] for r in sub])
                 lo = np.array([r["p_lower"] for r in sub])
@@ -248,7 +283,9 @@ class LinearSteps(AbstractPreset):
         if with_delta:
             axes[2].set_ylim(-0.02, 1.02)
             axes[2].axhline(0.5, color="black", ls=":", lw=1)
-        axes[0].plot([], [], "^", color="gray", ms=5, label=r"$\infty$ (q singular to working precision)")
+        axes[0].plot(
+            [], [], "^", color="gray", ms=5, label=r"$\infty$ (q singular to working precision)"
+        )
         axes[0].legend(fontsize=7, frameon=False)
         fig.suptitle(
             f"Probability flow with one affine denoiser per level, $d = {self.d}$, "

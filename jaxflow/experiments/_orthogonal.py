@@ -640,7 +640,6 @@ class OrthogonalProbabilityFlow(AbstractPreset):
         del out
         setup = _setup(self)
         dtype = setup.points.dtype
-        alpha = setup.denoiser.alpha
         sigma_min = jnp.asarray(self.sigma_min, dtype)
         options = dict(steps=self.steps, solver=self.solver, schedule=self.schedule)
         size = min(self.chunk_size, self.num_starts)

@@ -17,4 +17,6 @@ def get_preset(name: str) -> type[AbstractPreset]:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"Unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}.") from None
+        raise KeyError(
+            f"Unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}."
+        ) from None

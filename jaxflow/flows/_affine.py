@@ -58,7 +58,8 @@ def gaussian_probability_flow(
 
     $$\text{Euler: } A_i = I + h F_{\sigma_i}, \quad c_i = h g_{\sigma_i}; \qquad
     \text{Heun: } A_i = I + \tfrac h2 \big(F_{\sigma_i} + F_{\sigma_{i+1}}(I + h F_{\sigma_i})\big),
-    \quad c_i = \tfrac h2 \big(g_{\sigma_i} + h F_{\sigma_{i+1}} g_{\sigma_i} + g_{\sigma_{i+1}}\big).$$
+    \quad c_i = \tfrac h2 \big(g_{\sigma_i} + h F_{\sigma_{i+1}} g_{\sigma_i}
+    + g_{\sigma_{i+1}}\big).$$
 
     A Gaussian start $\mathcal{N}(\mu, \Sigma)$ leaves as $\mathcal{N}(A\mu + c, A \Sigma A^\top)$:
     the law of [`jaxflow.flows.probability_flow`][]'s endpoints on the same grid, with no
@@ -114,11 +115,14 @@ def gaussian_probability_flow(
         raise ValueError(f"`start` must be a `jaxflow.data.Gaussian`, got {type(start).__name__}.")
     if not isinstance(denoiser, AffineDenoiser | PiecewiseAffine):
         raise ValueError(
-            f"`denoiser` must be an `AffineDenoiser` or `PiecewiseAffine`, got {type(denoiser).__name__}."
+            "`denoiser` must be an `AffineDenoiser` or `PiecewiseAffine`, "
+            f"got {type(denoiser).__name__}."
         )
     solver = as_solver(solver)
     if not isinstance(solver, _EULER + _HEUN):
-        raise ValueError(f"`solver` must be 'euler' or 'heun' for exact propagation, got {solver!r}.")
+        raise ValueError(
+            f"`solver` must be 'euler' or 'heun' for exact propagation, got {solver!r}."
+        )
     heun = isinstance(solver, _HEUN)
     dtype = start.mean.dtype
     sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, dtype)
@@ -147,5 +151,7 @@ def propagate_on_grid(
         cov = a @ cov @ a.T
         return (a @ mean + c, 0.5 * (cov + cov.T)), None
 
-    (mean, cov), _ = jax.lax.scan(step, (start.mean, start.cov), jnp.stack([grid[:-1], grid[1:]], -1))
+    (mean, cov), _ = jax.lax.scan(
+        step, (start.mean, start.cov), jnp.stack([grid[:-1], grid[1:]], -1)
+    )
     return Gaussian(mean, cov)

@@ -63,7 +63,9 @@ def blockwise(
     spec = PartitionSpec("batch")
     # Rows are independent, so no collective is needed; diffrax's internal conds mix
     # per-device and replicated values, which the varying-axes check would refuse.
-    return jax.shard_map(local, mesh=_batch_mesh(), in_specs=spec, out_specs=spec, check_vma=False)(y)
+    return jax.shard_map(local, mesh=_batch_mesh(), in_specs=spec, out_specs=spec, check_vma=False)(
+        y
+    )
 
 
 def map_chunks(
@@ -107,4 +109,6 @@ def map_chunks(
 @functools.partial(jax.jit, donate_argnums=0)
 def _place(out: PyTree, piece: PyTree, start) -> PyTree:
     """Write the rows of `piece` into `out` from row `start` (`out` is donated: no copy)."""
-    return jax.tree.map(lambda o, p: jax.lax.dynamic_update_slice_in_dim(o, p, start, 0), out, piece)
+    return jax.tree.map(
+        lambda o, p: jax.lax.dynamic_update_slice_in_dim(o, p, start, 0), out, piece
+    )

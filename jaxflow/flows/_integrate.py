@@ -73,8 +73,17 @@ def _solve_chunk(
 
     def one(y):
         sol = dfx.diffeqsolve(
-            term, solver, t0, t1, dt0, y, args=args, stepsize_controller=controller,
-            saveat=saveat, max_steps=max_steps, throw=False,
+            term,
+            solver,
+            t0,
+            t1,
+            dt0,
+            y,
+            args=args,
+            stepsize_controller=controller,
+            saveat=saveat,
+            max_steps=max_steps,
+            throw=False,
         )
         trajectory = None if save_ts is None else sol.ys[:-1]
         return sol.ys[-1], trajectory, sol.result, sol.stats["num_accepted_steps"]
@@ -107,10 +116,14 @@ def integrate(
     t0, t1, grid, save_ts = map(cast, (t0, t1, grid, save_ts))
 
     def solve(chunk):
-        return _solve_chunk(vector_field, args, chunk, t0, t1, grid, solver, controller, save_ts, max_steps)
+        return _solve_chunk(
+            vector_field, args, chunk, t0, t1, grid, solver, controller, save_ts, max_steps
+        )
 
     ys, trajectory, result, num_steps = map_chunks(
         solve, y0, chunk_size, block_size=BLOCK_SIZE, progress=progress, desc=desc
     )
-    solution = FlowSolution(ys=ys, ts=save_ts, trajectory=trajectory, result=result, num_steps=num_steps)
+    solution = FlowSolution(
+        ys=ys, ts=save_ts, trajectory=trajectory, result=result, num_steps=num_steps
+    )
     return solution.raise_on_failure() if throw else solution

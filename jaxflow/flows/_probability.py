@@ -91,10 +91,24 @@ def probability_flow(
     solver = as_solver(solver)
     sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, y0.dtype)
     grid = as_schedule(schedule).grid(sigma_max, sigma_min, steps) if uses_grid(solver) else None
-    controller = None if grid is not None else dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, dtmin=None)
+    controller = (
+        None
+        if grid is not None
+        else dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, dtmin=None)
+    )
     return integrate(
-        edm_vector_field, denoiser, y0, t0=sigma_max, t1=sigma_min, grid=grid,
-        solver=solver, controller=controller, save_ts=save_sigmas,
-        max_steps=steps if grid is not None else max_steps, chunk_size=chunk_size,
-        progress=progress, throw=throw, desc="probability flow",
+        edm_vector_field,
+        denoiser,
+        y0,
+        t0=sigma_max,
+        t1=sigma_min,
+        grid=grid,
+        solver=solver,
+        controller=controller,
+        save_ts=save_sigmas,
+        max_steps=steps if grid is not None else max_steps,
+        chunk_size=chunk_size,
+        progress=progress,
+        throw=throw,
+        desc="probability flow",
     )

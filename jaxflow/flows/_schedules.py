@@ -6,10 +6,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 
 class AbstractSchedule(eqx.Module):
-    r"""A decreasing grid of noise levels $\sigma_0 = \sigma_{\max} > \dots > \sigma_S = \sigma_{\min}$.
+    r"""A decreasing grid of noise levels $\sigma_{\max} = \sigma_0 > \dots > \sigma_S$.
 
-    The schedule's shape only reparametrises time in the probability flow; it matters
-    through where the solver's steps fall (SCIENCE.md Z4).
+    The grid ends at $\sigma_S = \sigma_{\min}$. The schedule's shape only reparametrises
+    time in the probability flow; it matters through where the solver's steps fall
+    (SCIENCE.md Z4).
     """
 
     @abc.abstractmethod
