@@ -24,7 +24,7 @@ from jaxflow.estimators import (
 )
 
 
-D, NS, N_O, R = 8, (4, 8, 12), 60, 6
+D, NS, N_O, R = 8, (4, 10), 60, 6
 OPTIONS = dict(d=D, repetitions=R, reference_size=N_O, chunk_size=4, m=3.0, s=1.5, T=1.5, lam=0.7)
 
 
@@ -90,7 +90,7 @@ def test_conventions_give_different_delta_same_kl(sweep):
     # Hellinger distance once q is regular (the mean difference sees the eigenvectors).
     log_abs = np.asarray(sweep.relative.log_abs)
     assert np.all(np.abs(log_abs[..., 0] - log_abs[..., 1]) > 1e-6)
-    hellinger = np.asarray(sweep.hellinger)[:, -1]  # n = 12 > d
+    hellinger = np.asarray(sweep.hellinger)[:, -1]  # n = 10 > d
     assert np.all(np.abs(hellinger[:, 0] - hellinger[:, 1]) > 1e-8)
 
 
@@ -205,3 +205,23 @@ def test_validation():
         transition_point((1, 2), np.zeros((3, 2)), key=jr.key(0))
     with pytest.raises(ValueError, match="shape"):
         transition_point((1, 2, 3), np.zeros((3, 2), bool), key=jr.key(0))
+
+
+def test_uncertain_float32_signs_are_recomputed(monkeypatch):
+    import jaxflow.estimators._relative as relative_module
+
+    log_pairs = relative_module.log_pairs
+
+    def pessimistic(points, var, *, gram_dtype=None, block_size=1024):
+        lse, eta = log_pairs(points, var, gram_dtype=gram_dtype, block_size=block_size)
+        # A float32 Gram matrix claimed to be off by a factor e^100: no sign is certain.
+        return lse, eta if gram_dtype is None else jnp.zeros_like(eta) + 100.0
+
+    monkeypatch.setattr(relative_module, "log_pairs", pessimistic)
+    # block_size=77 (no effect at these sizes) gives a fresh trace with the patch.
+    options = dict(d=4, repetitions=3, reference_size=20, chunk_size=2, block_size=77)
+    fast = relative_distance_sweep(jr.key(3), (5,), **options)
+    slow = relative_distance_sweep(jr.key(3), (5,), gram_dtype=None, **options)
+    assert fast.recomputed == 3 and slow.recomputed == 0
+    assert np.all(np.asarray(fast.relative.certain))
+    np.testing.assert_array_equal(fast.relative.log_abs, slow.relative.log_abs)

@@ -167,10 +167,11 @@ def reference_hellinger_squared(q: Gaussian, p: Gaussian) -> Float[Array, ""]:
     e^{-\frac18 \delta^\top \bar\Sigma^{-1} \delta},$$
 
     with a determinant of $\Sigma_q$ or $\Sigma_p$ below $e^{-25}$ counted as 0, so that
-    $H^2 = 1$. At $d = 100$ this holds for every $n$ (the generated covariance's
-    eigenvalues sit near $\rho \approx 0.5$, $0.5^{100} \approx 10^{-30}$), which is why
-    the reference's Hellinger curve is flat; the exact
-    [`jaxflow.estimators.hellinger_squared`][] is not.
+    $H^2 = 1$. At $d = 100$ that holds while $q$ is degenerate ($n \le d$) and again
+    at large $n$, where the generated covariance's eigenvalues approach
+    $\rho \approx 0.5$ and $0.5^{100} \approx 10^{-30}$: much of the reference's
+    Hellinger curve is this floor, unlike that of the exact
+    [`jaxflow.estimators.hellinger_squared`][].
     """
     cov_q, cov_p = q.cov.astype(_F32), p.cov.astype(_F32)
     det_q, det_p = jnp.linalg.det(cov_q), jnp.linalg.det(cov_p)

@@ -243,13 +243,16 @@ def relative_distance(
 
     Each term is a log-sum-exp of Gaussian overlaps; they are combined by a signed
     log-sum-exp with a common scale. Subtracting the two distances instead leaves the
-    sign of $\Delta$ to rounding: at $d = 100$ each distance is dominated by the diagonal,
-    $e^{-126.6}$, while near $n = d$ $\Delta$ is set by the pairs at $e^{-157}$, 13
-    decimal digits below, so the subtraction keeps three digits in float64 and none in
-    float32. Here the diagonals cancel exactly and $\Delta$ is as accurate as its terms
-    (`log_error` bounds it; $\Delta$'s sign is `certain` when $|\Delta|$ exceeds it).
-    In float32 the same computation keeps the sign right unless $\Delta$ is within some
-    $10^{-4}$ of its largest term (the accuracy of a float32 overlap at $d = 100$).
+    sign of $\Delta$ to rounding: at $d = 100$ each distance (without $\int q^2$) is
+    dominated by the diagonal, $e^{-126.6}$, while near $n = d$ $\Delta$ is set by the
+    pairs at $e^{-157}$, 13 decimal digits below, so the subtraction keeps three digits
+    in float64 and none in float32 (with $\int q^2 \approx e^{-93}$ for $n > d$, none
+    in either). Here the diagonals cancel exactly and $\Delta$ is as accurate as its
+    terms (`log_error` bounds the rounding; the sign is `certain` when $|\Delta|$ exceeds
+    it). In float32 the same computation gave the float64 sign in all 480 cells of [H]'s
+    model tested ($d = 100$, $n$ from 25 to 300, $N_O = 10^4$), with relative errors up
+    to $10^{-3}$ in $\Delta$; its worst-case bound is looser, and leaves some of those
+    signs not `certain`.
 
     **Main arguments:**
 
@@ -270,8 +273,8 @@ def relative_distance(
       $\Sigma + \varepsilon^2 I$), $\int q^2$ dropped, $(2\pi)^{1/2}$ in place of
       $(2\pi)^{d/2}$ in every normalisation, and $\Delta$ as the difference of the two.
     - `gram_dtype`: the dtype of the Gram matmul behind the pairwise terms (default: the
-      inputs' dtype). float32 is some 4x faster on CPU; its rounding enters the error
-      bound, so `certain` stays truthful.
+      inputs' dtype). float32 makes that $O(N^2 d)$ step about twice as fast on CPU; its
+      rounding enters the error bound, so `certain` stays truthful.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
 
     **Returns:** a [`jaxflow.estimators.RelativeDistance`][] in the dtype of `q`.

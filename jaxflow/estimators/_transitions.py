@@ -467,8 +467,17 @@ def relative_distance_sweep(
     share the fit, so they differ only by the covariance. The inputs of any cell are
     those of [`jaxflow.estimators.sweep_inputs`][].
 
-    The repetitions of a chunk run as one `jax.vmap`-ed, jit-compiled computation;
-    chunks have a fixed size, so the computation compiles once per configuration.
+    The repetitions of a chunk run as one jit-compiled computation, looped with
+    `jax.lax.map` rather than `jax.vmap` (a batched LAPACK call can deadlock XLA:CPU's
+    thread pool; the costly steps are large matmuls, which use every core one
+    repetition at a time). Chunks have a fixed size, so the computation compiles once
+    per configuration. The unrolled part of the program grows with the grid; the
+    steps that see $q$ alone (eigendecompositions, KL, Hellinger) run once over the
+    stacked $q$'s of the whole grid.
+
+    Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
+    conventions): about 45 s on 2 CPU cores, most of it the reference sample's
+    $O(N_O^2 d)$ pairwise term, plus some 10 s of compilation (`benchmarks/linear.py`).
 
     **Main arguments:**
 
@@ -488,12 +497,12 @@ def relative_distance_sweep(
       implementation's float32 arithmetic, see [`jaxflow.estimators.relative_distance`][]).
     - `bandwidth`: the kernel bandwidth factor $c$, $\varepsilon = c\,s\,N^{-1/d}$. Default 1.
     - `gram_dtype`: the dtype of the reference sample's Gram matmul, the one
-      $O(N_O^2 d)$ step. Default float32, some 4x faster on CPU: its rounding is
+      $O(N_O^2 d)$ step. Default float32, about twice as fast on CPU: its rounding is
       bounded at run time, and any repetition with a sign of $\Delta$ that the bound
       leaves uncertain is recomputed in float64 (counted in `recomputed`), so every
       reported sign is what float64 gives. `None`: the working dtype throughout.
-    - `chunk_size`: repetitions per compiled call. Default 8 (about 0.5 GB at
-      $N_O = 10^4$, $d = 100$).
+    - `chunk_size`: repetitions per compiled call (a progress-bar step; any size compiles
+      once). Default 8.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
     - `progress`: show a progress bar over chunks.
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
 from tqdm.auto import tqdm
 
 from ..estimators import kl_infinite_data, relative_distance_sweep, RelativeDistanceSweep
@@ -25,6 +26,17 @@ def fine_grid(d: int) -> tuple[int, ...]:
     """Training-set sizes from d/10 to 10 d, denser around the interpolation threshold n = d."""
     fractions = (0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
     return tuple(sorted({max(2, round(f * d)) for f in fractions}))
+
+
+def _plain_log_axis(axis, ticks=None) -> None:
+    """Log scale with plain numbers (25, 50, 100) rather than powers of ten, at `ticks`
+    when given (a short grid), else at 1, 2 and 5 times the powers of ten."""
+    if ticks is not None and len(ticks) <= 8:
+        axis.set_major_locator(FixedLocator(ticks))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _quartiles(values) -> tuple[float, float, float]:
@@ -259,6 +271,9 @@ class LinearTransition(AbstractPreset):
                 ax.fill_between(
                     x, lo, hi, color=colour, alpha=0.12 if arithmetic == "exact" else 0.06, lw=0
                 )
+                # Cells whose signs are mostly not certain: P there is set by rounding.
+                rounding = np.array([r["uncertain"] > r["reps"] / 2 for r in sub])
+                ax.plot(x[rounding], p[rounding], marker, ms=8, mfc="white", color=colour, ls="")
                 n_star, n_lo, n_hi = (
                     sub[0]["n_star"],
                     sub[0]["n_star_lower"],
@@ -271,10 +286,14 @@ class LinearTransition(AbstractPreset):
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.axvline(self.d, color="black", ls=":", lw=1, label="$n = d$")
         ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis, ns)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training-set size $n$")
         ax.set_ylabel(r"$P(\Delta > 0)$ (Wilson %g%% interval)" % (100 * self.confidence))
-        ax.set_title(r"transition: dashed $n^*$ (exact), shaded its bootstrap interval", fontsize=9)
+        ax.set_title(
+            r"dashed: $n^*$ (exact), shaded: its bootstrap interval; hollow: P set by rounding",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, frameon=False)
         ax.grid(alpha=0.3, which="both")
         # The individual distances on the same axis (exact arithmetic; the conventions share them).
@@ -301,6 +320,7 @@ class LinearTransition(AbstractPreset):
         ax_d.axhline(kl_inf, color="C2", ls="--", lw=1, label=r"$\mathrm{KL}_\infty$")
         ax_d.set_yscale("log")
         ax_d.set_xscale("log")
+        _plain_log_axis(ax_d.xaxis, ns)
         ax_d.set_xlabel("training-set size $n$")
         ax_d.set_ylabel(r"$\mathrm{KL}(q\,\|\,p)$")
         ax_d.axvline(self.d, color="black", ls=":", lw=1)
@@ -312,14 +332,14 @@ class LinearTransition(AbstractPreset):
         handles = ax_d.get_legend_handles_labels()
         more = ax_h.get_legend_handles_labels()
         ax_d.legend(
-            handles[0] + more[0], handles[1] + more[1], fontsize=7, frameon=False, loc="lower left"
+            handles[0] + more[0], handles[1] + more[1], fontsize=7, frameon=True, loc="center left"
         )
         ax_d.set_title(f"individual distance ({base} arithmetic)", fontsize=9)
         ax_d.grid(alpha=0.3, which="both")
         reference = "p itself" if self.reference_size is None else f"$N_O = {self.reference_size}$"
         fig.suptitle(
-            f"Linear one-step denoiser, $d = {self.d}$, $T = {self.T:g}$, $\\lambda = {self.lam:g}$, "
-            f"{self.reps} repetitions, reference: {reference}"
+            f"Linear one-step denoiser, $d = {self.d}$, $T = {self.T:g}$, "
+            f"$\\lambda = {self.lam:g}$, {self.reps} repetitions, reference: {reference}"
         )
         return fig
 
@@ -498,6 +518,8 @@ class LinearTransitionVsD(AbstractPreset):
         ax.axhline(1.0, color="black", ls=":", lw=1, label="$n^* = d$")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_axis(ax.xaxis)
+        _plain_log_axis(ax.yaxis)
         ax.set_xlabel("dimension $d$")
         ax.set_ylabel(r"$n^* / d$ (bootstrap %g%% interval)" % (100 * self.confidence))
         ax.legend(fontsize=7, frameon=False)
@@ -522,6 +544,7 @@ class LinearTransitionVsD(AbstractPreset):
         ax_p.axhline(0.5, color="grey", lw=0.8)
         ax_p.axvline(1.0, color="black", ls=":", lw=1)
         ax_p.set_xscale("log")
+        _plain_log_axis(ax_p.xaxis)
         ax_p.set_xlabel("$n / d$")
         ax_p.set_ylabel(r"$P(\Delta > 0)$")
         ax_p.legend(fontsize=7, frameon=False, ncol=2)
