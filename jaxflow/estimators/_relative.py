@@ -287,6 +287,24 @@ def relative_distance(
         and `self_reference` hold each mixture's whole self term (diagonal included),
         the `pairs` entries are $-\infty$, and `certain` compares $|\Delta|$ with the
         float32 rounding of the two distances.
+
+    **Example:**
+
+    ```python
+    import jax, jax.random as jr
+    import jaxflow
+    from jaxflow.estimators import KernelMixture, relative_distance
+
+    jax.config.update("jax_enable_x64", True)
+    d, n = 100, 75
+    p = jaxflow.data.Gaussian.isotropic(d, mean=10.0)
+    x0, reference = p.sample(jr.key(0), n), p.sample(jr.key(1), 10_000)
+    xt = jaxflow.data.forward_jump(jr.key(2), x0, T=2.0, lam=1.0)
+    fit = jaxflow.denoisers.fit_affine(x0, xt)
+    q = jaxflow.denoisers.one_step_gaussian(fit, x0, T=2.0, lam=1.0)
+    delta = relative_distance(q, KernelMixture(x0), KernelMixture(reference))
+    delta.sign, delta.log_abs, delta.certain   # sign of Delta, ln|Delta|, sign certain?
+    ```
     """
     _check_arithmetic(arithmetic)
     check_same_d(q, ("train", train), ("reference", reference))

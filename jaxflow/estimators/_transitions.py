@@ -512,6 +512,18 @@ def relative_distance_sweep(
 
     **Raises:** `ValueError` for a malformed grid or option; an `EquinoxRuntimeError`
     for non-positive `s`, `T`, `lam` or `bandwidth`.
+
+    **Example:** [H]'s reference sweep.
+
+    ```python
+    import jax, jax.random as jr
+    import jaxflow
+
+    jax.config.update("jax_enable_x64", True)
+    sweep = jaxflow.estimators.relative_distance_sweep(jr.key(0), (25, 50, 75, 100), d=100)
+    prob = sweep.probability()           # P(Delta > 0), Wilson intervals: (n, convention)
+    point = sweep.transition(jr.key(1))  # n* per convention, bootstrap interval
+    ```
     """
     ns = _check_grid(ns)
     conventions = _check_options(conventions, arithmetic, reference_size, draws, d)
