@@ -102,7 +102,8 @@ def integrate(
     t1,
     grid: Float[Array, " grid"] | None,
     solver: dfx.AbstractSolver,
-    controller: dfx.AbstractStepSizeController | None,
+    rtol: float,
+    atol: float,
     save_ts,
     max_steps: int,
     chunk_size: int | None,
@@ -110,7 +111,15 @@ def integrate(
     throw: bool,
     desc: str,
 ) -> FlowSolution:
-    """Solve `dy/dt = vector_field(t, y, args)` from every row of `y0`, chunk by chunk."""
+    """Solve `dy/dt = vector_field(t, y, args)` from every row of `y0`, chunk by chunk.
+
+    With a `grid` the solver steps exactly on it; without one a PID controller adapts the
+    steps to `rtol`/`atol` within `max_steps`.
+    """
+    if grid is not None:
+        controller, max_steps = None, len(grid) - 1
+    else:
+        controller = dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
     dtype = y0.dtype
     cast = lambda x: None if x is None else jnp.asarray(x, dtype)
     t0, t1, grid, save_ts = map(cast, (t0, t1, grid, save_ts))

@@ -91,11 +91,6 @@ def probability_flow(
     solver = as_solver(solver)
     sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, y0.dtype)
     grid = as_schedule(schedule).grid(sigma_max, sigma_min, steps) if uses_grid(solver) else None
-    controller = (
-        None
-        if grid is not None
-        else dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, dtmin=None)
-    )
     return integrate(
         edm_vector_field,
         denoiser,
@@ -104,9 +99,10 @@ def probability_flow(
         t1=sigma_min,
         grid=grid,
         solver=solver,
-        controller=controller,
+        rtol=rtol,
+        atol=atol,
         save_ts=save_sigmas,
-        max_steps=steps if grid is not None else max_steps,
+        max_steps=max_steps,
         chunk_size=chunk_size,
         progress=progress,
         throw=throw,

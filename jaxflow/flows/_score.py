@@ -65,11 +65,6 @@ def score_flow(
         raise ValueError("`t1` must be a scalar.")
     t1 = eqx.error_if(t1, t1 <= 0, "score_flow needs t1 > 0.")
     grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype) * t1 if uses_grid(solver) else None
-    controller = (
-        None
-        if grid is not None
-        else dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
-    )
     return integrate(
         score_vector_field,
         (denoiser, jnp.asarray(sigma, dtype)),
@@ -78,9 +73,10 @@ def score_flow(
         t1=t1,
         grid=grid,
         solver=solver,
-        controller=controller,
+        rtol=rtol,
+        atol=atol,
         save_ts=save_ts,
-        max_steps=steps if grid is not None else max_steps,
+        max_steps=max_steps,
         chunk_size=chunk_size,
         progress=progress,
         throw=throw,
