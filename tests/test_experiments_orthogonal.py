@@ -2,6 +2,7 @@
 rows carry, against the oracles of `helpers.py`, and their reproducibility."""
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import jax
@@ -25,13 +26,15 @@ from tqdm.auto import tqdm
 
 CLASSES = [c.name.lower() for c in EndpointClass]
 _CACHE = {}
+_RUNS = tempfile.TemporaryDirectory()  # the cached runs' results folders
 
 
 def quick(name: str, **changes):
     """A quick run, shared between tests (the presets are deterministic)."""
     preset = dataclasses.replace(get_preset(name)().quick(), **changes)
     if preset not in _CACHE:
-        _CACHE[preset] = preset.run(Path("unused"), progress=False)
+        out = Path(_RUNS.name) / str(len(_CACHE))
+        _CACHE[preset] = preset.run(out, progress=False)
     return preset, _CACHE[preset]
 
 
@@ -117,7 +120,7 @@ def test_probability_flow_started_early_ends_at_vertices():
     assert first["manifold"]["fraction"] > 0.99
 
 
-def test_blocks_do_not_change_the_numbers():
+def test_blocks_do_not_change_the_numbers(tmp_path):
     # The block loop pads the last block and trims it: the tallies of 2000 starts in one
     # block and in blocks of 700 agree exactly. (The exact solution stands in for the flow,
     # whose own chunking is tested with the flows.)
@@ -127,17 +130,18 @@ def test_blocks_do_not_change_the_numbers():
     exact = lambda y0: jf.flows.exact_probability_flow(
         setup.denoiser, y0, sigma_max=sigma_max, sigma_min=sigma_min
     )
+    pieces = jf.experiments.Pieces(tmp_path, preset)
     with tqdm(disable=True) as bar:
-        whole = _orthogonal._tally(exact, exact, setup, preset.num_starts, bar)
-        blocks = _orthogonal._tally(exact, exact, setup, 700, bar)
+        whole = _orthogonal._tally(exact, exact, setup, preset.num_starts, bar, pieces, "a")
+        blocks = _orthogonal._tally(exact, exact, setup, 700, bar, pieces, "b")
     for a, b in zip(whole, blocks):
         np.testing.assert_array_equal(a, b)
     assert len(blocks.labels) == preset.num_starts and blocks.coordinates.sum() > 0
 
 
-def test_same_seed_same_numbers_other_seed_other_starts():
+def test_same_seed_same_numbers_other_seed_other_starts(tmp_path):
     preset, results = quick("orthogonal-score-flow")
-    again = preset.run(Path("unused"), progress=False)
+    again = preset.run(tmp_path, progress=False)  # a fresh folder: no finished pieces
     assert again.rows == results.rows
     for key in ("labels", "sample_starts", "sample_endpoints"):
         np.testing.assert_array_equal(again.arrays[key], results.arrays[key])

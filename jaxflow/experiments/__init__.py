@@ -15,6 +15,7 @@ from ._io import (
     read_config as read_config,
     write_results as write_results,
 )
+from ._pieces import Pieces as Pieces
 from ._registry import get_preset as get_preset, PRESETS as PRESETS, register as register
 
 

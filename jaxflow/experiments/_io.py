@@ -11,6 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ._base import AbstractPreset, Results
+from ._pieces import remove_pieces
 
 
 def machine_description() -> dict[str, str]:
@@ -80,7 +81,9 @@ def read_config(path: Path) -> AbstractPreset:
 
 
 def write_results(preset: AbstractPreset, results: Results, out: Path) -> list[Path]:
-    """Write `config.json`, `results.parquet`, `results.csv`, figures and arrays to `out`."""
+    """Write `config.json`, `results.parquet`, `results.csv`, figures and arrays to `out`,
+    then drop the run's finished pieces ([`jaxflow.experiments.Pieces`][]): the results
+    hold them now."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "config.json"]
     written[0].write_text(json.dumps(config_record(preset), indent=2))
@@ -97,6 +100,7 @@ def write_results(preset: AbstractPreset, results: Results, out: Path) -> list[P
             out / "arrays.npz", **{k: np.asarray(v) for k, v in results.arrays.items()}
         )
         written.append(out / "arrays.npz")
+    remove_pieces(out, preset)
     return written
 
 

@@ -18,6 +18,7 @@ from ..denoisers import fit_affine, one_step_gaussian, wiener_affine
 from ..denoisers._linear import CONVENTIONS
 from ..estimators import hellinger_squared, kl_divergence, kl_infinite_data
 from ._base import AbstractPreset, param, Results
+from ._pieces import Pieces
 from ._registry import register
 
 
@@ -122,7 +123,6 @@ class LinearDistanceVsN(AbstractPreset):
         )
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
         if self.d < 1 or self.reps < 1 or self.draws < 1:
             raise ValueError("`d`, `reps` and `draws` must be positive.")
         p = Gaussian.isotropic(self.d, mean=self.m, std=self.s)
@@ -132,9 +132,10 @@ class LinearDistanceVsN(AbstractPreset):
         keys = jr.split(jr.key(self.seed), self.reps)
         ns = training_sizes(self.d, self.n_over_d)
         distances = _distance_fn(max(ns), self.d, self.draws, self.fit, p)
-        values = {}
+        pieces, values = Pieces(out, self), {}
         for n in tqdm(ns, desc="linear-distance-vs-n: n", disable=not progress):
-            values[n] = np.asarray(distances(keys, Ts, lams, n))
+            piece = pieces(f"n{n}", lambda: {"distances": distances(keys, Ts, lams, n)})
+            values[n] = piece["distances"]
         rows = []
         for g, (T, lam) in enumerate(pairs):
             kl_inf = float(kl_infinite_data(self.d, T=T, lam=lam, s=self.s))

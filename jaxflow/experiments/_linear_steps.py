@@ -25,6 +25,7 @@ from ..flows._affine import propagate_on_grid
 from ..flows._schedules import as_schedule
 from ._base import AbstractPreset, param, Results
 from ._linear_distance import rep_stats
+from ._pieces import Pieces
 from ._registry import register
 
 
@@ -156,7 +157,6 @@ class LinearSteps(AbstractPreset):
         )
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
         if min(self.d, self.reps, self.draws, self.reference_size, *self.steps) < 1:
             raise ValueError("`d`, `reps`, `draws`, `reference_size` and `steps` must be positive.")
         if not self.sigma_max > self.sigma_min > 0:
@@ -167,25 +167,37 @@ class LinearSteps(AbstractPreset):
         keys = jr.split(jr.key(self.seed), self.reps)
         flow = _flow_fn(self, n_max, p)
         grids = jnp.asarray(_grids(self, p.mean.dtype))
-        relatives = {}
-        values, positive, certain = {}, {}, {}
+        pieces = Pieces(out, self)
         bar = tqdm(
             total=len(ns) * len(self.steps), desc="linear-steps: (n, steps)", disable=not progress
         )
-        for n in ns:
-            means, covs = [], []
+
+        def compute(n):
+            means, covs, distances = [], [], []
             for j, steps in enumerate(self.steps):
                 mean, cov, dist = flow(keys, n, grids[j], steps + 1)
-                values[n, steps] = np.asarray(dist)
                 means.append(mean)
                 covs.append(cov)
+                distances.append(dist)
                 bar.update()
+            piece = {"distances": jnp.stack(distances)}
             if self.reference != "none":
-                relatives[n] = _relative_fn(self, n, n_max, p)
-                pos, cert = relatives[n](keys, jnp.stack(means, 1), jnp.stack(covs, 1))
-                for j, steps in enumerate(self.steps):
-                    positive[n, steps] = np.asarray(pos[:, j])
-                    certain[n, steps] = np.asarray(cert[:, j])
+                relative = _relative_fn(self, n, n_max, p)
+                piece["positive"], piece["certain"] = relative(
+                    keys, jnp.stack(means, 1), jnp.stack(covs, 1)
+                )
+            return piece
+
+        values, positive, certain = {}, {}, {}
+        for n in ns:
+            piece = pieces(f"n{n}", lambda: compute(n))
+            if f"n{n}" in pieces.resumed:
+                bar.update(len(self.steps))
+            for j, steps in enumerate(self.steps):
+                values[n, steps] = piece["distances"][j]
+                if self.reference != "none":
+                    positive[n, steps] = piece["positive"][:, j]
+                    certain[n, steps] = piece["certain"][:, j]
         bar.close()
         rows = []
         for n in ns:

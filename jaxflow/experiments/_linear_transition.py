@@ -12,9 +12,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
 from tqdm.auto import tqdm
 
-from ..estimators import kl_infinite_data, relative_distance_sweep, RelativeDistanceSweep
+from ..estimators import (
+    kl_infinite_data,
+    relative_distance_sweep,
+    RelativeDistance,
+    RelativeDistanceSweep,
+)
 from ..estimators._relative import ARITHMETICS
 from ._base import AbstractPreset, param, Results
+from ._pieces import Pieces
 from ._registry import register
 
 
@@ -111,20 +117,98 @@ def _cell_rows(
     return rows
 
 
-def _check_common(preset) -> None:
-    if any(a not in ARITHMETICS for a in preset.arithmetic) or not preset.arithmetic:
-        raise ValueError(
-            f"`arithmetic` must be a non-empty tuple from {ARITHMETICS}, got {preset.arithmetic}."
-        )
-    if preset.reps < 2 or preset.draws < 1 or preset.chunk < 1 or preset.resamples < 1:
-        raise ValueError("`reps` must be >= 2 and `draws`, `chunk`, `resamples` positive.")
-    if preset.reference_size is not None and preset.reference_size < 2:
-        raise ValueError("`reference_size` must be >= 2, or none to compare with p itself.")
+_RELATIVE_FIELDS = ("sign", "log_abs", "log_terms", "signs", "log_error", "certain")
+
+
+def _sweep_arrays(sweep: RelativeDistanceSweep) -> dict[str, np.ndarray]:
+    """A sweep's arrays by name: what a piece of a transition preset stores."""
+    arrays = {k: np.asarray(getattr(sweep.relative, k)) for k in _RELATIVE_FIELDS}
+    return arrays | {
+        "kl": np.asarray(sweep.kl),
+        "hellinger2": np.asarray(sweep.hellinger),
+        "recomputed": np.asarray(sweep.recomputed),
+    }
+
+
+def _sweep_from_arrays(arrays, ns, arithmetic, reference_size) -> RelativeDistanceSweep:
+    """The inverse of `_sweep_arrays`."""
+    fields = {k: jnp.asarray(arrays[k]) for k in _RELATIVE_FIELDS}
+    relative = RelativeDistance(**fields, arithmetic=arithmetic)
+    return RelativeDistanceSweep(
+        ns=tuple(ns),
+        conventions=_CONVENTIONS,
+        arithmetic=arithmetic,
+        reference_size=reference_size,
+        relative=relative,
+        kl=jnp.asarray(arrays["kl"]),
+        hellinger=jnp.asarray(arrays["hellinger2"]),
+        recomputed=int(arrays["recomputed"]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _TransitionStudy(AbstractPreset):
+    """The model, the reference sample and the estimator settings that the transition
+    presets share, and their sweep, one finished piece per (d, arithmetic)."""
+
+    m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
+    s: float = param(1.0, "standard deviation s of p")
+    T: float = param(2.0, "diffusion time T")
+    lam: float = param(1.0, "noise scale lambda (l = lambda e^-2T)")
+    reference_size: int | None = param(
+        10_000, "N_O, the reference sample's size (none: compare with p)"
+    )
+    reps: int = param(300, "independent repetitions R (new data, reference and noise each)")
+    draws: int = param(1, "noise draws k per training point")
+    arithmetic: tuple[str, ...] = param(("exact", "reference"), "arithmetics: exact, reference")
+    gram: Literal["float32", "float64"] = param(
+        "float32",
+        "dtype of the reference sample's Gram matmul (float32: bounded, uncertain signs redone)",
+    )
+    confidence: float = param(0.95, "confidence level of the Wilson and bootstrap intervals")
+    resamples: int = param(2000, "bootstrap resamples for n*")
+    chunk: int = param(10, "repetitions per compiled call")
+
+    def _check(self) -> None:
+        if any(a not in ARITHMETICS for a in self.arithmetic) or not self.arithmetic:
+            raise ValueError(
+                f"`arithmetic` must be a non-empty tuple from {ARITHMETICS}, got {self.arithmetic}."
+            )
+        if self.reps < 2 or self.draws < 1 or self.chunk < 1 or self.resamples < 1:
+            raise ValueError("`reps` must be >= 2 and `draws`, `chunk`, `resamples` positive.")
+        if self.reference_size is not None and self.reference_size < 2:
+            raise ValueError("`reference_size` must be >= 2, or none to compare with p itself.")
+
+    def _sweep(self, pieces: Pieces, key, ns, d: int, arithmetic: str, progress: bool):
+        """The sweep at dimension `d`, and its arrays, from `pieces` if a run finished it."""
+
+        def compute():
+            sweep = relative_distance_sweep(
+                key,
+                ns,
+                d=d,
+                repetitions=self.reps,
+                reference_size=self.reference_size,
+                m=self.m,
+                s=self.s,
+                T=self.T,
+                lam=self.lam,
+                draws=self.draws,
+                conventions=_CONVENTIONS,
+                arithmetic=arithmetic,
+                gram_dtype=_GRAM[self.gram],
+                chunk_size=self.chunk,
+                progress=progress,
+            )
+            return _sweep_arrays(sweep)
+
+        arrays = pieces(f"d{d}_{arithmetic}", compute)
+        return _sweep_from_arrays(arrays, ns, arithmetic, self.reference_size), arrays
 
 
 @register
 @dataclasses.dataclass(frozen=True)
-class LinearTransition(AbstractPreset):
+class LinearTransition(_TransitionStudy):
     """P(Delta > 0) against the training-set size n for [H]'s linear one-step denoiser,
     for both covariance conventions and in exact and reference arithmetic, with the
     transition n* (bootstrap interval) and the individual distances KL(q || p) and
@@ -145,27 +229,10 @@ class LinearTransition(AbstractPreset):
     )
 
     d: int = param(100, "dimension")
-    m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
-    s: float = param(1.0, "standard deviation s of p")
-    T: float = param(2.0, "diffusion time T")
-    lam: float = param(1.0, "noise scale lambda (l = lambda e^-2T)")
     ns: tuple[int, ...] = param(
         (25, 50, 75, 100), "training-set sizes (the reference study's grid)"
     )
     fine: bool = param(False, "add a finer grid of sizes from d/10 to 10 d")
-    reference_size: int | None = param(
-        10_000, "N_O, the reference sample's size (none: compare with p)"
-    )
-    reps: int = param(300, "independent repetitions R (new data, reference and noise each)")
-    draws: int = param(1, "noise draws k per training point")
-    arithmetic: tuple[str, ...] = param(("exact", "reference"), "arithmetics: exact, reference")
-    gram: Literal["float32", "float64"] = param(
-        "float32",
-        "dtype of the reference sample's Gram matmul (float32: bounded, uncertain signs redone)",
-    )
-    confidence: float = param(0.95, "confidence level of the Wilson and bootstrap intervals")
-    resamples: int = param(2000, "bootstrap resamples for n*")
-    chunk: int = param(10, "repetitions per compiled call")
 
     def quick(self):
         return dataclasses.replace(
@@ -177,46 +244,20 @@ class LinearTransition(AbstractPreset):
         return tuple(sorted(sizes))
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
-        _check_common(self)
+        self._check()
         ns = self.grid()
-        key = jr.key(self.seed)
-        k_sweep, k_boot = jr.split(key)
+        pieces = Pieces(out, self)
+        k_sweep, k_boot = jr.split(jr.key(self.seed))
         sweeps, rows, arrays = {}, [], {"ns": np.asarray(ns)}
         for arithmetic in tqdm(
             self.arithmetic, desc="linear-transition: arithmetic", disable=not progress
         ):
             # The same key for every arithmetic: the same draws, compared cell by cell.
-            sweep = relative_distance_sweep(
-                k_sweep,
-                ns,
-                d=self.d,
-                repetitions=self.reps,
-                reference_size=self.reference_size,
-                m=self.m,
-                s=self.s,
-                T=self.T,
-                lam=self.lam,
-                draws=self.draws,
-                conventions=_CONVENTIONS,
-                arithmetic=arithmetic,
-                gram_dtype=_GRAM[self.gram],
-                chunk_size=self.chunk,
-                progress=progress,
-            )
+            sweep, piece = self._sweep(pieces, k_sweep, ns, self.d, arithmetic, progress)
             sweeps[arithmetic] = sweep
             transitions = _transitions(sweep, k_boot, self.confidence, self.resamples)
             rows += _cell_rows(sweep, self.d, self.confidence, transitions, sweeps.get("exact"))
-            arrays.update(
-                {
-                    f"{arithmetic}_sign": np.asarray(sweep.relative.sign),
-                    f"{arithmetic}_log_abs": np.asarray(sweep.relative.log_abs),
-                    f"{arithmetic}_log_terms": np.asarray(sweep.relative.log_terms),
-                    f"{arithmetic}_certain": np.asarray(sweep.relative.certain),
-                    f"{arithmetic}_kl": np.asarray(sweep.kl),
-                    f"{arithmetic}_hellinger2": np.asarray(sweep.hellinger),
-                }
-            )
+            arrays.update({f"{arithmetic}_{k}": v for k, v in piece.items()})
         kl_inf = float(kl_infinite_data(self.d, T=self.T, lam=self.lam, s=self.s))
         for row in rows:
             row["kl_inf"] = kl_inf
@@ -348,7 +389,7 @@ class LinearTransition(AbstractPreset):
 
 @register
 @dataclasses.dataclass(frozen=True)
-class LinearTransitionVsD(AbstractPreset):
+class LinearTransitionVsD(_TransitionStudy):
     """The transition n* of [H]'s relative distance against the dimension d, with
     bootstrap intervals: does it stay at n ~ d? The grid of sizes is set relative to d
     (`n_over_d`), so every d is probed at the same n/d (SCIENCE.md H3; beyond the paper).
@@ -372,22 +413,8 @@ class LinearTransitionVsD(AbstractPreset):
         (0.25, 0.5, 0.6, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0),
         "training-set sizes as fractions of d (n = round(f d), at least 2)",
     )
-    m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
-    s: float = param(1.0, "standard deviation s of p")
-    T: float = param(2.0, "diffusion time T")
-    lam: float = param(1.0, "noise scale lambda (l = lambda e^-2T)")
-    reference_size: int | None = param(
-        10_000, "N_O, the reference sample's size (none: compare with p)"
-    )
     reps: int = param(60, "independent repetitions R per d")
-    draws: int = param(1, "noise draws k per training point")
     arithmetic: tuple[str, ...] = param(("exact",), "arithmetics: exact, reference")
-    gram: Literal["float32", "float64"] = param(
-        "float32", "dtype of the reference sample's Gram matmul"
-    )
-    confidence: float = param(0.95, "confidence level of the bootstrap intervals")
-    resamples: int = param(2000, "bootstrap resamples for n*")
-    chunk: int = param(10, "repetitions per compiled call")
 
     def quick(self):
         return dataclasses.replace(
@@ -403,10 +430,10 @@ class LinearTransitionVsD(AbstractPreset):
         return tuple(sorted({max(2, round(f * d)) for f in self.n_over_d}))
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
-        _check_common(self)
+        self._check()
         if not self.ds or any(d < 1 for d in self.ds) or len(self.n_over_d) < 2:
             raise ValueError("`ds` must be positive and `n_over_d` must hold at least two sizes.")
+        pieces = Pieces(out, self)
         key = jr.key(self.seed)
         rows, arrays = [], {}
         cells = [(d, a) for d in self.ds for a in self.arithmetic]
@@ -415,25 +442,10 @@ class LinearTransitionVsD(AbstractPreset):
         ):
             ns = self.sizes(d)
             k_sweep, k_boot = jr.split(jr.fold_in(key, d))
-            sweep = relative_distance_sweep(
-                k_sweep,
-                ns,
-                d=d,
-                repetitions=self.reps,
-                reference_size=self.reference_size,
-                m=self.m,
-                s=self.s,
-                T=self.T,
-                lam=self.lam,
-                draws=self.draws,
-                conventions=_CONVENTIONS,
-                arithmetic=arithmetic,
-                gram_dtype=_GRAM[self.gram],
-                chunk_size=self.chunk,
-                progress=False,
-            )
+            sweep, _ = self._sweep(pieces, k_sweep, ns, d, arithmetic, progress=False)
             transitions = _transitions(sweep, k_boot, self.confidence, self.resamples)
-            for convention in _CONVENTIONS:
+            uncertain = np.sum(~np.asarray(sweep.relative.certain), axis=(0, 1))
+            for c, convention in enumerate(_CONVENTIONS):
                 for which in ("first", "last"):
                     t = transitions[which, convention]
                     rows.append(
@@ -451,13 +463,7 @@ class LinearTransitionVsD(AbstractPreset):
                             "crossing_fraction": t["crossing_fraction"],
                             "reps": self.reps,
                             "ns": ",".join(map(str, ns)),
-                            "uncertain": int(
-                                np.sum(
-                                    ~np.asarray(sweep.relative.certain)[
-                                        :, :, _CONVENTIONS.index(convention)
-                                    ]
-                                )
-                            ),
+                            "uncertain": int(uncertain[c]),
                             "recomputed": sweep.recomputed,
                         }
                     )

@@ -4,7 +4,7 @@ many random starts, with the class of every endpoint and the exact answer beside
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal, NamedTuple
 
@@ -25,6 +25,7 @@ from ..estimators import class_fractions, classify_endpoints, EndpointClass
 from ..flows import exact_probability_flow, probability_flow, score_flow, score_flow_limit
 from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
+from ._pieces import Pieces
 from ._registry import register
 
 
@@ -123,12 +124,12 @@ def _setup(p) -> _Setup:
     return _Setup(points, np.linalg.norm(np.asarray(points), axis=1), denoiser, key, starts, tol)
 
 
-def _blocks(starts: GaussianStarts, size: int) -> Iterator[tuple[Array, int]]:
-    """Blocks of `size` starts (the last one padded by repeating its final start, so that
-    every block has one shape and the flow compiles once) and how many rows to keep."""
-    for first in range(0, starts.num, size):
-        index = np.minimum(np.arange(first, first + size), starts.num - 1)
-        yield starts.rows(index), min(size, starts.num - first)
+def _block(starts: GaussianStarts, first: int, size: int) -> tuple[Array, int]:
+    """The block of `size` starts from `first` (the last one padded by repeating its final
+    start, so that every block has one shape and the flow compiles once) and how many
+    rows to keep."""
+    index = np.minimum(np.arange(first, first + size), starts.num - 1)
+    return starts.rows(index), min(size, starts.num - first)
 
 
 class _Tally(NamedTuple):
@@ -146,43 +147,49 @@ def _tally(
     setup: _Setup,
     size: int,
     bar: tqdm,
+    pieces: Pieces,
+    tag: str,
 ) -> _Tally:
     """Run the flow over every start, block by block, keeping only per-start labels and
-    histograms: memory is bounded by the block size, not by `num_starts`."""
+    histograms: memory is bounded by the block size, not by `num_starts`. Each finished
+    block is a piece `{tag}_starts{first}`, so that a stopped run resumes."""
     points, lengths = setup.points, setup.lengths
     units = np.asarray(points) / lengths[:, None]
-    labels, exact_labels, max_error = [], [], 0.0
-    vertex_sizes = np.zeros(points.shape[0] + 1, np.int64)
-    coords = np.zeros(len(_COORDINATE_BINS) - 1, np.int64)
-    start_coords = np.zeros_like(coords)
     bins = _COORDINATE_BINS
 
     def histogram(y):
         alpha = (y @ units.T / lengths).ravel()
         return np.histogram(alpha, bins)[0]  # values outside the grid are left out
 
-    for y0, keep in _blocks(setup.starts, size):
+    def block(first):
+        y0, keep = _block(setup.starts, first, size)
         ys, ye = solve(y0), exact(y0)
         flow_classes = classify_endpoints(ys, points, setup.tol)
         exact_classes = classify_endpoints(ye, points, setup.tol)
         ys, ye, y0 = (np.asarray(a)[:keep] for a in (ys, ye, y0))
         label = np.asarray(flow_classes.label)[:keep].astype(np.int8)
-        labels.append(label)
-        exact_labels.append(np.asarray(exact_classes.label)[:keep].astype(np.int8))
-        max_error = max(max_error, float(np.max(np.abs(ys - ye))))
         at_vertex = label <= EndpointClass.ORIGIN  # TRAINING, VIRTUAL or ORIGIN
         size_of = np.asarray(flow_classes.vertex)[:keep].sum(axis=1)
-        vertex_sizes += np.bincount(size_of[at_vertex], minlength=len(vertex_sizes))
-        coords += histogram(ys)
-        start_coords += histogram(y0)
-        bar.update(keep)
+        return _Tally(
+            label,
+            np.asarray(exact_classes.label)[:keep].astype(np.int8),
+            np.max(np.abs(ys - ye)),
+            np.bincount(size_of[at_vertex], minlength=points.shape[0] + 1),
+            histogram(ys),
+            histogram(y0),
+        )._asdict()
+
+    parts = []
+    for first in range(0, setup.starts.num, size):
+        parts.append(_Tally(**pieces(f"{tag}_starts{first}", lambda: block(first))))
+        bar.update(len(parts[-1].labels))
     return _Tally(
-        np.concatenate(labels),
-        np.concatenate(exact_labels),
-        max_error,
-        vertex_sizes,
-        coords,
-        start_coords,
+        np.concatenate([t.labels for t in parts]),
+        np.concatenate([t.exact_labels for t in parts]),
+        float(max(t.max_error for t in parts)),
+        sum(t.vertex_sizes for t in parts),
+        sum(t.coordinates for t in parts),
+        sum(t.start_coordinates for t in parts),
     )
 
 
@@ -349,9 +356,30 @@ _HELP = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class _OrthogonalFlow(AbstractPreset):
+    """The data, the starts, the solver and the tally settings that the orthogonal flow
+    presets share."""
+
+    d: int = param(30, _HELP["d"])
+    n: int = param(30, _HELP["n"])
+    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
+    alpha: float | None = param(None, _HELP["alpha"])
+    solver: Literal["euler", "heun", "tsit5"] = param("heun", "ODE solver.")
+    num_starts: int = param(100_000, _HELP["num_starts"])
+    start_centre: Literal["box-centre", "origin"] = param("box-centre", _HELP["start_centre"])
+    start_scale: float = param(0.3, _HELP["start_scale"])
+    tol: float | None = param(None, _HELP["tol"])
+    confidence: float = param(0.95, _HELP["confidence"])
+    chunk_size: int = param(2**15, _HELP["chunk_size"])
+    trajectories: int = param(50, _HELP["trajectories"])
+    projection: tuple[int, ...] = param((0, 1), _HELP["projection"])
+    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
+
+
 @register
 @dataclasses.dataclass(frozen=True)
-class OrthogonalScoreFlow(AbstractPreset):
+class OrthogonalScoreFlow(_OrthogonalFlow):
     r"""The score flow $dy/dt = h^*_\rho(y) - y$ at a fixed noise level (SCIENCE.md Z3,
     Z6.2) of the closed-form minimum-norm denoiser on $N$ orthogonal points, from many
     Gaussian starts. Every endpoint is classified (Z5) and compared with the exact
@@ -385,10 +413,6 @@ class OrthogonalScoreFlow(AbstractPreset):
         "virtual points"
     )
 
-    d: int = param(30, _HELP["d"])
-    n: int = param(30, _HELP["n"])
-    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
-    alpha: float | None = param(None, _HELP["alpha"])
     sigma: float = param(
         0.05,
         "fixed noise level of the denoiser; the closed form needs 2 * alpha * sigma < "
@@ -398,16 +422,6 @@ class OrthogonalScoreFlow(AbstractPreset):
         30.0, "flow time; the slowest starts (nearest a ramp midpoint) need tens of units."
     )
     steps: int = param(128, "solver steps (fixed-grid solvers) or first-step hint (tsit5).")
-    solver: Literal["euler", "heun", "tsit5"] = param("heun", "ODE solver.")
-    num_starts: int = param(100_000, _HELP["num_starts"])
-    start_centre: Literal["box-centre", "origin"] = param("box-centre", _HELP["start_centre"])
-    start_scale: float = param(0.3, _HELP["start_scale"])
-    tol: float | None = param(None, _HELP["tol"])
-    confidence: float = param(0.95, _HELP["confidence"])
-    chunk_size: int = param(2**15, _HELP["chunk_size"])
-    trajectories: int = param(50, _HELP["trajectories"])
-    projection: tuple[int, ...] = param((0, 1), _HELP["projection"])
-    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
 
     def __post_init__(self):
         _check_common(self)
@@ -419,7 +433,6 @@ class OrthogonalScoreFlow(AbstractPreset):
         return dataclasses.replace(self, num_starts=2000, steps=64, trajectories=30)
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
         setup = _setup(self)
         dtype = setup.points.dtype
         sigma, t1 = jnp.asarray(self.sigma, dtype), jnp.asarray(self.t1, dtype)
@@ -431,7 +444,7 @@ class OrthogonalScoreFlow(AbstractPreset):
         with tqdm(
             total=self.num_starts, desc="score flow", unit="start", disable=not progress
         ) as bar:
-            tally = _tally(solve, exact, setup, size, bar)
+            tally = _tally(solve, exact, setup, size, bar, Pieces(out, self), "score")
         config = _common_config(self) | {"sigma": self.sigma, "t1": self.t1}
         rows = _class_rows(self, config, tally)
 
@@ -553,7 +566,7 @@ class OrthogonalScoreFlow(AbstractPreset):
 
 @register
 @dataclasses.dataclass(frozen=True)
-class OrthogonalProbabilityFlow(AbstractPreset):
+class OrthogonalProbabilityFlow(_OrthogonalFlow):
     r"""The probability flow $dx/d\sigma = (x - h^*_{\alpha\sigma}(x)) / \sigma$ from
     $\sigma_{\max}$ down to $\sigma_{\min}$ (SCIENCE.md Z4, Z6.2) of the closed-form
     minimum-norm denoiser on $N$ orthogonal points, from many Gaussian starts, for one or
@@ -595,10 +608,6 @@ class OrthogonalProbabilityFlow(AbstractPreset):
         "endpoint classes against the starting noise level sigma_max"
     )
 
-    d: int = param(30, _HELP["d"])
-    n: int = param(30, _HELP["n"])
-    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
-    alpha: float | None = param(None, _HELP["alpha"])
     sigma_max: tuple[float, ...] = param(
         (0.02, 0.04, 0.06, 0.08, 0.085, 0.09),
         "starting noise level(s), a comma-separated sweep run on the same starts; the closed "
@@ -608,19 +617,9 @@ class OrthogonalProbabilityFlow(AbstractPreset):
     steps: int = param(
         64, "solver steps on the schedule's grid (fixed-grid solvers) or first-step hint (tsit5)."
     )
-    solver: Literal["euler", "heun", "tsit5"] = param("heun", "ODE solver.")
     schedule: Literal["geometric", "karras"] = param(
         "geometric", "noise-level grid of the fixed-grid solvers."
     )
-    num_starts: int = param(100_000, _HELP["num_starts"])
-    start_centre: Literal["box-centre", "origin"] = param("box-centre", _HELP["start_centre"])
-    start_scale: float = param(0.3, _HELP["start_scale"])
-    tol: float | None = param(None, _HELP["tol"])
-    confidence: float = param(0.95, _HELP["confidence"])
-    chunk_size: int = param(2**15, _HELP["chunk_size"])
-    trajectories: int = param(50, _HELP["trajectories"])
-    projection: tuple[int, ...] = param((0, 1), _HELP["projection"])
-    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
 
     def __post_init__(self):
         _check_common(self)
@@ -637,7 +636,6 @@ class OrthogonalProbabilityFlow(AbstractPreset):
         return dataclasses.replace(self, num_starts=2000, steps=32, trajectories=30)
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        del out
         setup = _setup(self)
         dtype = setup.points.dtype
         sigma_min = jnp.asarray(self.sigma_min, dtype)
@@ -645,10 +643,11 @@ class OrthogonalProbabilityFlow(AbstractPreset):
         size = min(self.chunk_size, self.num_starts)
         sample = setup.starts.rows(np.arange(self.trajectories)) if self.trajectories else None
 
+        pieces = Pieces(out, self)
         rows, tallies, paths, save_levels, sample_labels = [], [], [], [], []
         total = self.num_starts * len(self.sigma_max)
         with tqdm(total=total, desc="probability flow", unit="start", disable=not progress) as bar:
-            for value in self.sigma_max:
+            for index, value in enumerate(self.sigma_max):
                 bar.set_postfix_str(f"sigma_max={value:g}")
                 # Traced scalars: the sweep compiles once.
                 sigma_max = jnp.asarray(value, dtype)
@@ -660,7 +659,7 @@ class OrthogonalProbabilityFlow(AbstractPreset):
                 exact = lambda y0: exact_probability_flow(
                     setup.denoiser, y0, sigma_max=sigma_max, sigma_min=sigma_min
                 )
-                tally = _tally(solve, exact, setup, size, bar)
+                tally = _tally(solve, exact, setup, size, bar, pieces, f"sigma_max{index}")
                 tallies.append(tally)
                 config = _common_config(self) | {
                     "sigma_max": value,

@@ -102,9 +102,43 @@ _HELP = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class _StabilityStudy(AbstractPreset):
+    """The data, the iteration and the tally settings that the stability presets share."""
+
+    d: int = param(30, _HELP["d"])
+    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
+    alpha: float | None = param(None, _HELP["alpha"])
+    sizes: tuple[int, ...] = param((2, 3, 4), _HELP["sizes"])
+    iterations: int = param(100, _HELP["iterations"])
+    tol: float | None = param(None, _HELP["tol"])
+    max_subsets: int | None = param(None, _HELP["max_subsets"])
+    confidence: float = param(0.95, _HELP["confidence"])
+    chunk_size: int = param(2**15, _HELP["chunk_size"])
+    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
+
+    def quick(self):
+        return dataclasses.replace(self, max_subsets=300)
+
+    def _test(self, denoiser, data, sigma, key) -> StabilityResult:
+        """[`jaxflow.estimators.virtual_point_stability`][] with this preset's settings."""
+        return virtual_point_stability(
+            denoiser,
+            data,
+            sigma,
+            sizes=self.sizes,
+            iterations=self.iterations,
+            tol=self.tol,
+            max_subsets=self.max_subsets,
+            key=key,
+            chunk_size=self.chunk_size,
+            confidence=self.confidence,
+        )
+
+
 @register
 @dataclasses.dataclass(frozen=True)
-class OrthogonalStability(AbstractPreset):
+class OrthogonalStability(_StabilityStudy):
     r"""The virtual-point stability test (SCIENCE.md Z6.1) on $N$ orthogonal points: the
     fixed-point iteration $y \leftarrow D(y; \sigma)$ started at every sum of $k$
     training points, counted stable if it stays within `tol` of its start.
@@ -125,10 +159,7 @@ class OrthogonalStability(AbstractPreset):
         "empirical optimal denoiser (orthogonal data)"
     )
 
-    d: int = param(30, _HELP["d"])
     n: int = param(30, "number N of orthogonal training points x_n = L_n e_n (N <= d).")
-    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
-    alpha: float | None = param(None, _HELP["alpha"])
     sigma: float = param(
         0.05, "noise level of the denoisers; the closed form needs sigma < min L / (2 alpha)."
     )
@@ -137,13 +168,6 @@ class OrthogonalStability(AbstractPreset):
         "denoisers to test: min-norm (closed form, Z2) and/or empirical (the optimal "
         "denoiser of the training set, which memorizes).",
     )
-    sizes: tuple[int, ...] = param((2, 3, 4), _HELP["sizes"])
-    iterations: int = param(100, _HELP["iterations"])
-    tol: float | None = param(None, _HELP["tol"])
-    max_subsets: int | None = param(None, _HELP["max_subsets"])
-    confidence: float = param(0.95, _HELP["confidence"])
-    chunk_size: int = param(2**15, _HELP["chunk_size"])
-    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
 
     def __post_init__(self):
         limit = min(self.lengths) / (2 * _alpha(self))
@@ -153,9 +177,6 @@ class OrthogonalStability(AbstractPreset):
             raise ValueError("denoisers needs at least one of min-norm, empirical.")
         if self.sigma <= 0:
             raise ValueError(f"sigma must be positive, got {self.sigma}.")
-
-    def quick(self) -> "OrthogonalStability":
-        return dataclasses.replace(self, max_subsets=300)
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
         del out, progress  # a few seconds per denoiser: no progress bar
@@ -176,18 +197,7 @@ class OrthogonalStability(AbstractPreset):
                 denoiser = MinNormOrthogonal(points, alpha=self.alpha)
             else:
                 denoiser = EmpiricalOptimal(points)
-            result = virtual_point_stability(
-                denoiser,
-                points,
-                self.sigma,
-                sizes=self.sizes,
-                iterations=self.iterations,
-                tol=self.tol,
-                max_subsets=self.max_subsets,
-                key=key,
-                chunk_size=self.chunk_size,
-                confidence=self.confidence,
-            )
+            result = self._test(denoiser, points, self.sigma, key)
             rho = _alpha(self) * self.sigma
             fixed = [
                 _fixed_fraction(np.asarray(points), np.asarray(s), rho)
@@ -302,7 +312,7 @@ class OrthogonalStability(AbstractPreset):
 
 @register
 @dataclasses.dataclass(frozen=True)
-class ObtuseSimplexStability(AbstractPreset):
+class ObtuseSimplexStability(_StabilityStudy):
     r"""The virtual-point stability test on an obtuse simplex (SCIENCE.md Z6.5) for the
     closed-form minimum-norm denoiser, across noise levels: start the fixed-point
     iteration $y \leftarrow h^*_{\alpha\sigma}(y)$ at $x_0 + \sum_{n \in S} (x_n - x_0)$
@@ -325,26 +335,16 @@ class ObtuseSimplexStability(AbstractPreset):
         "min-norm denoiser; stable fraction against sigma"
     )
 
-    d: int = param(30, _HELP["d"])
     n: int = param(30, "number of edges x_n - x_0 (the simplex has n + 1 points; n <= d).")
     beta: float = param(
         0.5,
         "obtuseness in [0, 2): edges v_k = q_k - (beta / n) sum_j q_j; 0 gives right "
         "angles, 1 the most obtuse.",
     )
-    lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])
-    alpha: float | None = param(None, _HELP["alpha"])
     sigma: tuple[float, ...] = param(
         (0.002, 0.004, 0.006, 0.008, 0.01, 0.012, 0.014, 0.016, 0.018, 0.02),
         "noise levels (a comma-separated sweep); the closed form needs sigma < min L / (2 alpha).",
     )
-    sizes: tuple[int, ...] = param((2, 3, 4), _HELP["sizes"])
-    iterations: int = param(100, _HELP["iterations"])
-    tol: float | None = param(None, _HELP["tol"])
-    max_subsets: int | None = param(None, _HELP["max_subsets"])
-    confidence: float = param(0.95, _HELP["confidence"])
-    chunk_size: int = param(2**15, _HELP["chunk_size"])
-    dtype: Literal["float32", "float64"] = param("float64", _HELP["dtype"])
 
     def __post_init__(self):
         if not 0 <= self.beta < 2:
@@ -354,9 +354,6 @@ class ObtuseSimplexStability(AbstractPreset):
         if not self.sigma:
             raise ValueError("sigma needs at least one value.")
         _check(self, self.n, self.sigma, min(self.lengths) / (2 * _alpha(self)))
-
-    def quick(self) -> "ObtuseSimplexStability":
-        return dataclasses.replace(self, max_subsets=300)
 
     def run(self, out: Path, *, progress: bool = True) -> Results:
         del out
@@ -378,18 +375,7 @@ class ObtuseSimplexStability(AbstractPreset):
         }
         rows, results = [], []
         for sigma in _progress(self.sigma, progress):
-            result = virtual_point_stability(
-                denoiser,
-                data,
-                jnp.asarray(sigma, dtype),
-                sizes=self.sizes,
-                iterations=self.iterations,
-                tol=self.tol,
-                max_subsets=self.max_subsets,
-                key=key,
-                chunk_size=self.chunk_size,
-                confidence=self.confidence,
-            )
+            result = self._test(denoiser, data, jnp.asarray(sigma, dtype), key)
             rho = _alpha(self) * sigma
             fixed = [_fixed_fraction(edges, np.asarray(s) - 1, rho) for s in result.subsets]
             rows += _rows(config | {"sigma": sigma}, result, fixed)

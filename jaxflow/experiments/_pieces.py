@@ -1,0 +1,85 @@
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+from jaxtyping import ArrayLike
+from tqdm.auto import tqdm
+
+from ._base import AbstractPreset
+
+
+def pieces_folder(out: Path, preset: AbstractPreset) -> Path:
+    """Where a run of `preset` keeps its finished pieces: `out/pieces/<fingerprint>`.
+
+    The fingerprint hashes the preset's name, every parameter and the floating-point
+    mode, so that a run with any other configuration never picks up a stale piece."""
+    from ._io import config_record
+
+    record = config_record(preset)
+    record = {
+        "preset": record["preset"],
+        "params": record["params"],
+        "x64": bool(jax.config.read("jax_enable_x64")),
+    }
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return Path(out) / "pieces" / digest[:16]
+
+
+def remove_pieces(out: Path, preset: AbstractPreset) -> None:
+    """Drop a finished run's pieces (its results folder now holds the results)."""
+    folder = pieces_folder(out, preset)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # only if no other configuration left pieces there
+    except OSError:
+        pass
+
+
+class Pieces:
+    """The finished pieces of a long run, written to disk as each one finishes, so that a
+    run that stops (a crash, a kill, a lost machine) resumes where it stopped.
+
+    `pieces(name, compute)` returns the piece `name` from disk if a run with the same
+    configuration finished it before; otherwise it calls `compute()` (which returns named
+    arrays), writes the result and returns it. A piece is written to a temporary file
+    and renamed into place, so a run killed mid-write leaves no partial piece; an
+    unreadable piece is computed again. The presets call this once per cell of their
+    sweep (a dimension, a noise level, an arithmetic), and
+    [`jaxflow.experiments.write_results`][] drops the pieces once the results are written.
+
+    **Arguments:**
+
+    - `out`: the run's results folder.
+    - `preset`: the configuration being run.
+    """
+
+    def __init__(self, out: Path, preset: AbstractPreset):
+        self.folder = pieces_folder(out, preset)
+        self.resumed: list[str] = []
+
+    def __call__(
+        self, name: str, compute: Callable[[], Mapping[str, ArrayLike]]
+    ) -> dict[str, np.ndarray]:
+        path = self.folder / f"{name}.npz"
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    piece = {k: stored[k] for k in stored.files}
+            except (OSError, ValueError, zipfile.BadZipFile):
+                pass
+            else:
+                self.resumed.append(name)
+                tqdm.write(f"resumed {name} from {path}")
+                return piece
+        piece = {k: np.asarray(v) for k, v in compute().items()}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{name}.partial.npz")
+        np.savez(partial, **piece)
+        os.replace(partial, path)
+        return piece
