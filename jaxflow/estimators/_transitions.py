@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -114,22 +115,22 @@ def _p(model: _Model, d: int) -> Gaussian:
     return Gaussian.isotropic(d, model.m, model.s, dtype=model.m.dtype)
 
 
-def _cells_of_repetition(
-    x0s, xts, reference, model: _Model, *, d, conventions, arithmetic, gram_dtype, block_size
-):
-    """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p)."""
-    if arithmetic == "exact":
-        return _exact_cells(
-            x0s,
-            xts,
-            reference,
-            model,
-            d=d,
-            conventions=conventions,
-            gram_dtype=gram_dtype,
-            block_size=block_size,
-        )
-    return _reference_cells(x0s, xts, reference, model, d=d, conventions=conventions)
+@dataclasses.dataclass(frozen=True)
+class _Cells:
+    """What the cells of a repetition compute (static: hashable, part of the compiled
+    program)."""
+
+    d: int
+    conventions: tuple[str, ...]
+    arithmetic: str
+    gram_dtype: object
+    block_size: int
+
+    def __call__(self, x0s, xts, reference, model: _Model):
+        """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p)."""
+        if self.arithmetic == "exact":
+            return _exact_cells(x0s, xts, reference, model, self)
+        return _reference_cells(x0s, xts, reference, model, self)
 
 
 def _stack(rows):
@@ -146,7 +147,8 @@ def _row(tree, i):
 # `lax.map`: one compiled body however long the grid, and unbatched LAPACK calls.
 
 
-def _exact_cells(x0s, xts, reference, model: _Model, *, d, conventions, gram_dtype, block_size):
+def _exact_cells(x0s, xts, reference, model: _Model, cells: _Cells):
+    d, conventions, block_size = cells.d, cells.conventions, cells.block_size
     dtype = model.m.dtype
     p = _p(model, d)
     n_conv = len(conventions)
@@ -170,7 +172,7 @@ def _exact_cells(x0s, xts, reference, model: _Model, *, d, conventions, gram_dty
         ref_cross = (math.log(2.0) + lse, eta)
     else:
         ref = KernelMixture(reference, model.s, model.bandwidth)
-        ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
+        ref_terms = mixture_terms(ref, dtype, gram_dtype=cells.gram_dtype, block_size=block_size)
         # One matmul per n rotates the reference sample for every convention: q has rank
         # at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
         crosses = []
@@ -207,9 +209,10 @@ def _exact_cells(x0s, xts, reference, model: _Model, *, d, conventions, gram_dty
     return rels, jnp.repeat(kl[:, None], n_conv, 1), hellinger.reshape(shape)
 
 
-def _reference_cells(x0s, xts, reference, model: _Model, *, d, conventions):
+def _reference_cells(x0s, xts, reference, model: _Model, cells: _Cells):
     # The reference arithmetic is float32 throughout, from the fit on; its inputs are the
     # same draws as the exact arithmetic's, so the two can be compared cell by cell.
+    d, conventions = cells.d, cells.conventions
     f32 = jnp.float32
     p = _p(model, d)
     p = Gaussian(p.mean.astype(f32), p.cov.astype(f32))
@@ -244,21 +247,8 @@ def _reference_cells(x0s, xts, reference, model: _Model, *, d, conventions):
 
 
 @eqx.filter_jit
-def _sweep_chunk(
-    key,
-    repetitions,
-    model,
-    *,
-    d,
-    ns,
-    reference_size,
-    draws,
-    conventions,
-    arithmetic,
-    gram_dtype,
-    block_size,
-):
-    dtype = model.m.dtype
+def _sweep_chunk(key, repetitions, model, cells: _Cells, *, ns, reference_size, draws):
+    d, dtype = cells.d, model.m.dtype
 
     def one(r):
         key_rep = jr.fold_in(key, r)
@@ -271,17 +261,7 @@ def _sweep_chunk(
             reference = _draw(
                 jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
             )
-        return _cells_of_repetition(
-            [x for x, _ in inputs],
-            [x for _, x in inputs],
-            reference,
-            model,
-            d=d,
-            conventions=conventions,
-            arithmetic=arithmetic,
-            gram_dtype=gram_dtype,
-            block_size=block_size,
-        )
+        return cells([x for x, _ in inputs], [x for _, x in inputs], reference, model)
 
     # lax.map, not vmap: a vmapped LAPACK call (eigh, svd, cholesky) can deadlock
     # XLA:CPU's thread pool (see jaxflow._workarounds). The heavy steps are matmuls of a
@@ -290,23 +270,10 @@ def _sweep_chunk(
 
 
 @eqx.filter_jit
-def _arrays_cells(x0, xt, reference, model, *, d, conventions, arithmetic, gram_dtype, block_size):
-    def one(x0, xt, reference):
-        return _cells_of_repetition(
-            [x0],
-            [xt],
-            reference,
-            model,
-            d=d,
-            conventions=conventions,
-            arithmetic=arithmetic,
-            gram_dtype=gram_dtype,
-            block_size=block_size,
-        )
-
+def _arrays_cells(x0, xt, reference, model, cells: _Cells):
     if reference is None:
-        return jax.lax.map(lambda ab: one(*ab, None), (x0, xt))
-    return jax.lax.map(lambda abc: one(*abc), (x0, xt, reference))
+        return jax.lax.map(lambda ab: cells([ab[0]], [ab[1]], None, model), (x0, xt))
+    return jax.lax.map(lambda abc: cells([abc[0]], [abc[1]], abc[2], model), (x0, xt, reference))
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,15 +499,8 @@ def relative_distance_sweep(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
     model = _model(m, s, T, lam, bandwidth)
-    statics = dict(
-        d=d,
-        ns=ns,
-        reference_size=reference_size,
-        draws=draws,
-        conventions=conventions,
-        arithmetic=arithmetic,
-        block_size=block_size,
-    )
+    cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
+    grid = dict(ns=ns, reference_size=reference_size, draws=draws)
     fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
     size = min(chunk_size, repetitions)
 
@@ -553,7 +513,7 @@ def relative_distance_sweep(
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)
             chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
-            out = _sweep_chunk(key, jnp.asarray(chunk), model, gram_dtype=gram, **statics)
+            out = _sweep_chunk(key, jnp.asarray(chunk), model, cells(gram), **grid)
             pieces.append(jax.tree.map(lambda x: x[:keep], out))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
 
@@ -624,17 +584,8 @@ def relative_distance_arrays(
         conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
     )
     model = _model(m, s, T, lam, bandwidth)
-    relative, kl, hellinger = _arrays_cells(
-        x0,
-        xt,
-        reference,
-        model,
-        d=d,
-        conventions=conventions,
-        arithmetic=arithmetic,
-        gram_dtype=gram_dtype,
-        block_size=block_size,
-    )
+    cells = _Cells(d, conventions, arithmetic, gram_dtype, block_size)
+    relative, kl, hellinger = _arrays_cells(x0, xt, reference, model, cells)
     return RelativeDistanceSweep(
         ns=(n,),
         conventions=conventions,
