@@ -506,6 +506,19 @@ def test_new_noise_levels_do_not_recompile(chunk_problem):
     assert compiled[0] == 0
 
 
+def test_new_weights_do_not_recompile_a_new_function_does(chunk_problem):
+    denoiser, y0, _ = chunk_problem
+    flow = lambda den: jf.probability_flow(den, y0, sigma_max=0.4, sigma_min=1e-3, steps=32)
+    flow(denoiser)
+    moved = jf.MinNormOrthogonal(denoiser.points * 1.01, alpha=ALPHA)
+    with count_compilations() as compiled:
+        flow(moved)  # a module: its arrays are traced
+    assert compiled[0] == 0
+    with count_compilations() as compiled:
+        flow(lambda y, sigma: denoiser(y, sigma))  # a new function is part of the program
+    assert compiled[0] > 0
+
+
 # ---------------------------------------------------------------------------------------
 # Several devices: the batch axis sharded, the same endpoints.
 # ---------------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ def probability_flow(
 
     - `denoiser`: any callable `(y, sigma) -> x_hat` on one point of shape `(d,)`: a
       [`jaxflow.denoisers.AbstractDenoiser`][], a user's `eqx.Module` or a function.
+      The solve compiles once per denoiser *structure*: modules with the same shapes
+      share a compilation whatever their weights, but a plain function is part of the
+      compiled program, so a new function object (a fresh `lambda` or closure on each
+      call) compiles again. Wrap closed-over arrays in an `eqx.Module` to avoid it.
     - `y0`: the starts $y(\sigma_{\max})$, shape `(batch, d)`, or a
       [`jaxflow.data.GaussianStarts`][] drawn chunk by chunk.
     - `sigma_max`, `sigma_min`: the noise levels to integrate between, $\sigma_{\max} >
