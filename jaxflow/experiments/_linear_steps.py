@@ -149,7 +149,7 @@ class LinearSteps(AbstractPreset):
         "sample", "Delta's reference: a fresh sample's kernel mixture, p itself, or no Delta"
     )
     reference_size: int = param(1000, "size N_O of the reference sample")
-    reps: int = param(20, "independent repetitions (training set, noise, reference) per cell")
+    reps: int = param(60, "independent repetitions (training set, noise, reference) per cell")
 
     def quick(self):
         return dataclasses.replace(
