@@ -65,6 +65,31 @@ def test_linear_transition_vs_d_runs(tmp_path):
             np.testing.assert_allclose(r["n_star_over_d"], r["n_star"] / r["d"])
 
 
+def test_reference_per_d_sizes_the_reference_sample_at_each_d(tmp_path):
+    preset = dataclasses.replace(
+        get_preset("linear-transition-vs-d")().quick(),
+        ds=(3, 5),
+        n_over_d=(1.0, 3.0),
+        reference_per_d=8,
+        reps=4,
+        resamples=20,
+    )
+    results = preset.run(tmp_path, progress=False)
+    assert {(r["d"], r["reference_size"]) for r in results.rows} == {(3, 24), (5, 40)}
+    # The signs are the estimator's at N_O = 8 d, with the preset's key for that d.
+    sweep = relative_distance_sweep(
+        jr.split(jr.fold_in(jr.key(preset.seed), 5))[0],
+        (5, 15),
+        d=5,
+        repetitions=4,
+        reference_size=40,
+        chunk_size=preset.chunk,
+    )
+    np.testing.assert_array_equal(results.arrays["d5_exact_sign"], np.asarray(sweep.relative.sign))
+    with pytest.raises(ValueError, match="reference_per_d"):
+        dataclasses.replace(preset, reference_per_d=0).run(tmp_path, progress=False)
+
+
 def test_overrides(tmp_path):
     preset = apply_overrides(
         get_preset("linear-transition")(), ["arithmetic=exact", "reference_size=none", "fine=true"]

@@ -179,8 +179,12 @@ class _TransitionStudy(AbstractPreset):
         if self.reference_size is not None and self.reference_size < 2:
             raise ValueError("`reference_size` must be >= 2, or none to compare with p itself.")
 
+    def _reference_size(self, d: int) -> int | None:
+        return self.reference_size
+
     def _sweep(self, pieces: Pieces, key, ns, d: int, arithmetic: str, progress: bool):
         """The sweep at dimension `d`, and its arrays, from `pieces` if a run finished it."""
+        reference_size = self._reference_size(d)
 
         def compute():
             sweep = relative_distance_sweep(
@@ -188,7 +192,7 @@ class _TransitionStudy(AbstractPreset):
                 ns,
                 d=d,
                 repetitions=self.reps,
-                reference_size=self.reference_size,
+                reference_size=reference_size,
                 m=self.m,
                 s=self.s,
                 T=self.T,
@@ -203,7 +207,7 @@ class _TransitionStudy(AbstractPreset):
             return _sweep_arrays(sweep)
 
         arrays = pieces(f"d{d}_{arithmetic}", compute)
-        return _sweep_from_arrays(arrays, ns, arithmetic, self.reference_size), arrays
+        return _sweep_from_arrays(arrays, ns, arithmetic, reference_size), arrays
 
 
 @register
@@ -400,6 +404,12 @@ class LinearTransitionVsD(_TransitionStudy):
     `crossing_fraction` below 1 means some bootstrap resamples do not cross on the grid
     (the transition is near its edge).
 
+    The reference sample's size matters at large d: with a fixed $N_O$ the largest
+    sizes n = 10 d come close to it, the two kernel mixtures look alike, and P(Delta > 0)
+    levels off below 1 (at d = 200, N_O = 10^4 gives P = 0.52 at n = 10 d where
+    N_O = 4 x 10^4 gives 0.80, and n* falls from 9.5 d to 4.6 d).
+    `reference_per_d` scales $N_O$ with d.
+
     Cost: the reference sample's terms grow like $N_O^2 d$ and $N_O d^2$ per size, so
     large d dominates: the default run (d up to 400, 60 repetitions) takes about 11
     minutes on 2 CPU cores, some 30 s of it compiling per d; `--set ds=...` picks a
@@ -415,6 +425,11 @@ class LinearTransitionVsD(_TransitionStudy):
         "training-set sizes as fractions of d (n = round(f d), at least 2)",
     )
     reps: int = param(60, "independent repetitions R per d")
+    reference_per_d: int | None = param(
+        None,
+        "if set, N_O = reference_per_d * d at each d instead of reference_size: a fixed N_O "
+        "comparable to the largest n hides the transition at large d",
+    )
     arithmetic: tuple[str, ...] = param(("exact",), "arithmetics: exact, reference")
 
     def quick(self):
@@ -427,6 +442,11 @@ class LinearTransitionVsD(_TransitionStudy):
             resamples=300,
         )
 
+    def _reference_size(self, d: int) -> int | None:
+        if self.reference_per_d is None or self.reference_size is None:
+            return self.reference_size
+        return self.reference_per_d * d
+
     def sizes(self, d: int) -> tuple[int, ...]:
         return tuple(sorted({max(2, round(f * d)) for f in self.n_over_d}))
 
@@ -434,6 +454,8 @@ class LinearTransitionVsD(_TransitionStudy):
         self._check()
         if not self.ds or any(d < 1 for d in self.ds) or len(self.n_over_d) < 2:
             raise ValueError("`ds` must be positive and `n_over_d` must hold at least two sizes.")
+        if self.reference_per_d is not None and self.reference_per_d < 1:
+            raise ValueError(f"`reference_per_d` must be positive, got {self.reference_per_d}.")
         pieces = Pieces(out, self)
         key = jr.key(self.seed)
         rows, arrays = [], {}
@@ -463,6 +485,7 @@ class LinearTransitionVsD(_TransitionStudy):
                             "upper_over_d": t["upper"] / d,
                             "crossing_fraction": t["crossing_fraction"],
                             "reps": self.reps,
+                            "reference_size": sweep.reference_size or -1,
                             "ns": ",".join(map(str, ns)),
                             "uncertain": int(uncertain[c]),
                             "recomputed": sweep.recomputed,
@@ -585,6 +608,8 @@ class LinearTransitionVsD(_TransitionStudy):
         ax_p.legend(fontsize=7, frameon=False, ncol=2)
         ax_p.grid(alpha=0.3, which="both")
         reference = "p itself" if self.reference_size is None else f"$N_O = {self.reference_size}$"
+        if self.reference_size is not None and self.reference_per_d is not None:
+            reference = f"$N_O = {self.reference_per_d}\\,d$"
         fig.suptitle(
             f"Transition of the relative distance against $d$: {self.reps} repetitions per $d$, "
             f"reference: {reference}; filled: first crossing of 1/2, hollow: last"
