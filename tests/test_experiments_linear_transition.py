@@ -86,8 +86,9 @@ def test_reference_per_d_sizes_the_reference_sample_at_each_d(tmp_path):
         chunk_size=preset.chunk,
     )
     np.testing.assert_array_equal(results.arrays["d5_exact_sign"], np.asarray(sweep.relative.sign))
-    with pytest.raises(ValueError, match="reference_per_d"):
-        dataclasses.replace(preset, reference_per_d=0).run(tmp_path, progress=False)
+    for bad in (dict(reference_per_d=0), dict(reference_size=None)):
+        with pytest.raises(ValueError, match="reference_per_d"):
+            dataclasses.replace(preset, **bad).run(tmp_path, progress=False)
 
 
 def test_overrides(tmp_path):

@@ -91,3 +91,60 @@ def test_a_run_that_stops_resumes_to_the_same_results(tmp_path, monkeypatch):
 
     write_results(preset, resumed, out)
     assert not (out / "pieces").exists()  # the results hold them now
+
+
+def _small(name, **changes):
+    return dataclasses.replace(get_preset(name)().quick(), **changes)
+
+
+RESUMABLE = {
+    "linear-transition": lambda: _small(
+        "linear-transition", d=5, ns=(3, 8), reference_size=30, reps=4, resamples=20
+    ),
+    "linear-transition-vs-d": lambda: _small(
+        "linear-transition-vs-d", ds=(3, 4), n_over_d=(1.0, 3.0), reps=4, resamples=20
+    ),
+    "linear-steps": lambda: _small("linear-steps", d=4, n_over_d=(1.0, 3.0), steps=(1, 2), reps=3),
+    "orthogonal-probability-flow": lambda: _small(
+        "orthogonal-probability-flow", num_starts=300, chunk_size=128, sigma_max=(0.05, 0.08)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+def test_a_second_run_reads_every_piece_and_gives_the_same_results(name, tmp_path, monkeypatch):
+    preset = RESUMABLE[name]()
+    first = preset.run(tmp_path, progress=False)  # keeps its pieces: no write_results
+    assert any(pieces_folder(tmp_path, preset, preset.piece_independent).glob("*.npz"))
+
+    def no_compute(self, name, compute):
+        raise AssertionError(f"piece {name} computed again")
+
+    call = Pieces.__call__
+    monkeypatch.setattr(
+        Pieces,
+        "__call__",
+        lambda self, name, compute: call(self, name, lambda: no_compute(self, name, compute)),
+    )
+    again = preset.run(tmp_path, progress=False)
+    assert _same_rows(again.rows, first.rows)
+    assert again.arrays.keys() == first.arrays.keys()
+    for key in first.arrays:
+        np.testing.assert_array_equal(np.asarray(again.arrays[key]), np.asarray(first.arrays[key]))
+
+
+def _same_rows(a, b):
+    """Equal rows, NaN equal to NaN."""
+    return len(a) == len(b) and all(
+        x.keys() == y.keys()
+        and all(np.array_equal(x[k], y[k], equal_nan=isinstance(x[k], float)) for k in x)
+        for x, y in zip(a, b)
+    )
+
+
+def test_parameters_of_the_final_steps_keep_the_pieces(tmp_path):
+    preset = RESUMABLE["linear-transition-vs-d"]()
+    folder = lambda p: pieces_folder(tmp_path, p, p.piece_independent)
+    for kept in (dict(confidence=0.9), dict(resamples=7), dict(ds=(4,))):
+        assert folder(dataclasses.replace(preset, **kept)) == folder(preset)
+    assert folder(dataclasses.replace(preset, reps=5)) != folder(preset)

@@ -45,6 +45,9 @@ class AbstractPreset(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # Parameters that only the cheap final steps use: changing them keeps the finished
+    # pieces of a stopped run (see `jaxflow.experiments.Pieces`).
+    piece_independent: ClassVar[tuple[str, ...]] = ()
 
     seed: int = param(0, "PRNG seed; the same seed gives the same numbers.")
 

@@ -31,9 +31,9 @@ def machine_description() -> dict[str, str]:
     }
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -41,7 +41,7 @@ def _jsonable(value):
 
 def config_record(preset: AbstractPreset) -> dict:
     """The full configuration of a run, with the machine, as stored in `config.json`."""
-    params = {k: _jsonable(v) for k, v in dataclasses.asdict(preset).items()}
+    params = {k: jsonable(v) for k, v in dataclasses.asdict(preset).items()}
     return {"preset": preset.name, "params": params, "machine": machine_description()}
 
 
@@ -87,7 +87,7 @@ def write_results(preset: AbstractPreset, results: Results, out: Path) -> list[P
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "config.json"]
     written[0].write_text(json.dumps(config_record(preset), indent=2))
-    table = pa.Table.from_pylist([{k: _jsonable(v) for k, v in r.items()} for r in results.rows])
+    table = pa.Table.from_pylist([{k: jsonable(v) for k, v in r.items()} for r in results.rows])
     pq.write_table(table, out / "results.parquet")
     pacsv.write_csv(table, out / "results.csv")
     written += [out / "results.parquet", out / "results.csv"]

@@ -2,6 +2,7 @@
 training-set size n, and the transition n* against the dimension d (SCIENCE.md H3)."""
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -150,6 +151,8 @@ def _sweep_from_arrays(arrays, ns, arithmetic, reference_size) -> RelativeDistan
 class _TransitionStudy(AbstractPreset):
     """The model, the reference sample and the estimator settings that the transition
     presets share, and their sweep, one finished piece per (d, arithmetic)."""
+
+    piece_independent: ClassVar[tuple[str, ...]] = ("confidence", "resamples")
 
     m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
     s: float = param(1.0, "standard deviation s of p")
@@ -418,6 +421,8 @@ class LinearTransitionVsD(_TransitionStudy):
 
     name: ClassVar[str] = "linear-transition-vs-d"
     summary: ClassVar[str] = "[H] the transition n* of P(Delta > 0) against d, n*/d with intervals"
+    # A dimension's sweep depends on d alone (its key folds d in), not on the other ds.
+    piece_independent: ClassVar[tuple[str, ...]] = ("confidence", "resamples", "ds")
 
     ds: tuple[int, ...] = param((10, 25, 50, 100, 200, 400), "dimensions d")
     n_over_d: tuple[float, ...] = param(
@@ -427,8 +432,8 @@ class LinearTransitionVsD(_TransitionStudy):
     reps: int = param(60, "independent repetitions R per d")
     reference_per_d: int | None = param(
         None,
-        "if set, N_O = reference_per_d * d at each d instead of reference_size: a fixed N_O "
-        "comparable to the largest n hides the transition at large d",
+        "if set (with a reference_size), N_O = reference_per_d * d at each d instead: a fixed "
+        "N_O comparable to the largest n hides the transition at large d",
     )
     arithmetic: tuple[str, ...] = param(("exact",), "arithmetics: exact, reference")
 
@@ -454,8 +459,18 @@ class LinearTransitionVsD(_TransitionStudy):
         self._check()
         if not self.ds or any(d < 1 for d in self.ds) or len(self.n_over_d) < 2:
             raise ValueError("`ds` must be positive and `n_over_d` must hold at least two sizes.")
-        if self.reference_per_d is not None and self.reference_per_d < 1:
-            raise ValueError(f"`reference_per_d` must be positive, got {self.reference_per_d}.")
+        if self.reference_per_d is not None:
+            if self.reference_size is None:
+                raise ValueError(
+                    "`reference_per_d` sizes a reference sample, but `reference_size` is none "
+                    "(compare with p itself): set one of them only."
+                )
+            smallest = min(self.ds)
+            if self.reference_per_d * smallest < 2:
+                raise ValueError(
+                    f"`reference_per_d` = {self.reference_per_d} gives fewer than 2 reference "
+                    f"points at d = {smallest}; it must be at least {math.ceil(2 / smallest)}."
+                )
         pieces = Pieces(out, self)
         key = jr.key(self.seed)
         rows, arrays = [], {}

@@ -361,6 +361,8 @@ class _OrthogonalFlow(AbstractPreset):
     """The data, the starts, the solver and the tally settings that the orthogonal flow
     presets share."""
 
+    piece_independent: ClassVar[tuple[str, ...]] = ("confidence", "trajectories", "projection")
+
     d: int = param(30, _HELP["d"])
     n: int = param(30, _HELP["n"])
     lengths: tuple[float, ...] = param((1.0,), _HELP["lengths"])

@@ -1,7 +1,10 @@
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,18 +17,23 @@ from tqdm.auto import tqdm
 from ._base import AbstractPreset
 
 
-def pieces_folder(out: Path, preset: AbstractPreset) -> Path:
+def pieces_folder(out: Path, preset: AbstractPreset, exclude: tuple[str, ...] = ()) -> Path:
     """Where a run of `preset` keeps its finished pieces: `out/pieces/<fingerprint>`.
 
-    The fingerprint hashes the preset's name, every parameter and the floating-point
-    mode, so that a run with any other configuration never picks up a stale piece."""
-    from ._io import config_record
+    The fingerprint hashes the preset's name and parameters (but those in `exclude`,
+    which the pieces do not depend on), the floating-point mode, the backend and the
+    versions of jaxflow and JAX, so that no other configuration or release picks up a
+    stale piece."""
+    from .. import __version__
+    from ._io import jsonable
 
-    record = config_record(preset)
+    params = {k: jsonable(v) for k, v in dataclasses.asdict(preset).items() if k not in exclude}
     record = {
-        "preset": record["preset"],
-        "params": record["params"],
+        "preset": preset.name,
+        "params": params,
         "x64": bool(jax.config.read("jax_enable_x64")),
+        "backend": jax.default_backend(),
+        "versions": [__version__, jax.__version__],
     }
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
     return Path(out) / "pieces" / digest[:16]
@@ -33,7 +41,7 @@ def pieces_folder(out: Path, preset: AbstractPreset) -> Path:
 
 def remove_pieces(out: Path, preset: AbstractPreset) -> None:
     """Drop a finished run's pieces (its results folder now holds the results)."""
-    folder = pieces_folder(out, preset)
+    folder = pieces_folder(out, preset, preset.piece_independent)
     shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.parent.rmdir()  # only if no other configuration left pieces there
@@ -49,9 +57,13 @@ class Pieces:
     configuration finished it before; otherwise it calls `compute()` (which returns named
     arrays), writes the result and returns it. A piece is written to a temporary file
     and renamed into place, so a run killed mid-write leaves no partial piece; an
-    unreadable piece is computed again. The presets call this once per cell of their
-    sweep (a dimension, a noise level, an arithmetic), and
-    [`jaxflow.experiments.write_results`][] drops the pieces once the results are written.
+    unreadable piece is computed again. The presets call this once per costly cell of
+    their sweep (a training-set size, a dimension and arithmetic, a block of starts at
+    one noise level), and [`jaxflow.experiments.write_results`][] drops the pieces once
+    the results are written.
+
+    A preset's `piece_independent` names the parameters that only its cheap final steps
+    use (a confidence level, the bootstrap size): changing them keeps the pieces.
 
     **Arguments:**
 
@@ -60,7 +72,7 @@ class Pieces:
     """
 
     def __init__(self, out: Path, preset: AbstractPreset):
-        self.folder = pieces_folder(out, preset)
+        self.folder = pieces_folder(out, preset, preset.piece_independent)
         self.resumed: list[str] = []
 
     def __call__(
@@ -75,11 +87,13 @@ class Pieces:
                 pass
             else:
                 self.resumed.append(name)
-                tqdm.write(f"resumed {name} from {path}")
+                tqdm.write(f"resumed {name} from {path}", file=sys.stderr)
                 return piece
         piece = {k: np.asarray(v) for k, v in compute().items()}
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.partial.npz")
-        np.savez(partial, **piece)
+        # A unique temporary name: two runs of one configuration may write at once.
+        handle, partial = tempfile.mkstemp(suffix=".npz", prefix=f".{name}.", dir=self.folder)
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **piece)
         os.replace(partial, path)
         return piece
