@@ -508,7 +508,11 @@ def relative_distance_sweep(
         pieces = []
         starts = range(0, len(indices), size)
         for start in tqdm(
-            starts, desc="relative distance", unit="chunk", disable=not progress or len(starts) == 1
+            starts,
+            desc="relative distance",
+            unit="chunk",
+            disable=not progress or len(starts) == 1,
+            leave=False,  # an inner bar when a preset loops over sweeps
         ):
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)

@@ -480,7 +480,7 @@ class LinearTransitionVsD(_TransitionStudy):
         ):
             ns = self.sizes(d)
             k_sweep, k_boot = jr.split(jr.fold_in(key, d))
-            sweep, _ = self._sweep(pieces, k_sweep, ns, d, arithmetic, progress=False)
+            sweep, _ = self._sweep(pieces, k_sweep, ns, d, arithmetic, progress)
             transitions = _transitions(sweep, k_boot, self.confidence, self.resamples)
             uncertain = np.sum(~np.asarray(sweep.relative.certain), axis=(0, 1))
             for c, convention in enumerate(_CONVENTIONS):
