@@ -115,7 +115,7 @@ RESUMABLE = {
 def test_a_second_run_reads_every_piece_and_gives_the_same_results(name, tmp_path, monkeypatch):
     preset = RESUMABLE[name]()
     first = preset.run(tmp_path, progress=False)  # keeps its pieces: no write_results
-    assert any(pieces_folder(tmp_path, preset, preset.piece_independent).glob("*.npz"))
+    assert any(pieces_folder(tmp_path, preset).glob("*.npz"))
 
     def no_compute(self, name, compute):
         raise AssertionError(f"piece {name} computed again")
@@ -144,7 +144,7 @@ def _same_rows(a, b):
 
 def test_parameters_of_the_final_steps_keep_the_pieces(tmp_path):
     preset = RESUMABLE["linear-transition-vs-d"]()
-    folder = lambda p: pieces_folder(tmp_path, p, p.piece_independent)
+    folder = lambda p: pieces_folder(tmp_path, p)
     for kept in (dict(confidence=0.9), dict(resamples=7), dict(ds=(4,))):
         assert folder(dataclasses.replace(preset, **kept)) == folder(preset)
     assert folder(dataclasses.replace(preset, reps=5)) != folder(preset)

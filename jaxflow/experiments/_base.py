@@ -57,4 +57,5 @@ class AbstractPreset(abc.ABC):
 
     @abc.abstractmethod
     def run(self, out: Path, *, progress: bool = True) -> Results:
-        """Run the study. `out` is the results folder (for checkpoints of long runs)."""
+        """Run the study. `out` is the results folder, where a long run keeps its finished
+        pieces ([`jaxflow.experiments.Pieces`][]) so that running it again resumes."""

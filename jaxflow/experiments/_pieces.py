@@ -17,17 +17,21 @@ from tqdm.auto import tqdm
 from ._base import AbstractPreset
 
 
-def pieces_folder(out: Path, preset: AbstractPreset, exclude: tuple[str, ...] = ()) -> Path:
+def pieces_folder(out: Path, preset: AbstractPreset) -> Path:
     """Where a run of `preset` keeps its finished pieces: `out/pieces/<fingerprint>`.
 
-    The fingerprint hashes the preset's name and parameters (but those in `exclude`,
-    which the pieces do not depend on), the floating-point mode, the backend and the
-    versions of jaxflow and JAX, so that no other configuration or release picks up a
-    stale piece."""
+    The fingerprint hashes the preset's name and parameters (but its
+    `piece_independent` ones, which the pieces do not depend on), the floating-point
+    mode, the backend and the versions of jaxflow and JAX, so that no other
+    configuration or release picks up a stale piece."""
     from .. import __version__
     from ._io import jsonable
 
-    params = {k: jsonable(v) for k, v in dataclasses.asdict(preset).items() if k not in exclude}
+    params = {
+        k: jsonable(v)
+        for k, v in dataclasses.asdict(preset).items()
+        if k not in preset.piece_independent
+    }
     record = {
         "preset": preset.name,
         "params": params,
@@ -41,7 +45,7 @@ def pieces_folder(out: Path, preset: AbstractPreset, exclude: tuple[str, ...] = 
 
 def remove_pieces(out: Path, preset: AbstractPreset) -> None:
     """Drop a finished run's pieces (its results folder now holds the results)."""
-    folder = pieces_folder(out, preset, preset.piece_independent)
+    folder = pieces_folder(out, preset)
     shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.parent.rmdir()  # only if no other configuration left pieces there
@@ -72,7 +76,7 @@ class Pieces:
     """
 
     def __init__(self, out: Path, preset: AbstractPreset):
-        self.folder = pieces_folder(out, preset, preset.piece_independent)
+        self.folder = pieces_folder(out, preset)
         self.resumed: list[str] = []
 
     def __call__(
