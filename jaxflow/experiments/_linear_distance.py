@@ -17,6 +17,7 @@ from ..data import forward_jump, Gaussian
 from ..denoisers import fit_affine, one_step_gaussian, wiener_affine
 from ..denoisers._linear import CONVENTIONS
 from ..estimators import hellinger_squared, kl_divergence, kl_infinite_data
+from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
 from ._pieces import Pieces
 from ._registry import register
@@ -227,16 +228,7 @@ class LinearDistanceVsN(AbstractPreset):
             if key != "hellinger2":
                 # Infinite medians (q degenerate, n <= d) as markers on the top edge.
                 inf_ns = sorted({r["n"] for r in rows if np.isposinf(r[f"{key}_median"])})
-                ax.plot(
-                    inf_ns,
-                    [1.0] * len(inf_ns),
-                    "^",
-                    color="black",
-                    ms=5,
-                    clip_on=False,
-                    transform=ax.get_xaxis_transform(),
-                    label=r"$\infty$ (all settings)",
-                )
+                plot.top_edge_markers(ax, inf_ns, color="black", label=r"$\infty$ (all settings)")
             ax.axvline(self.d, color="black", ls=":", lw=1)
             ax.set_xscale("log")
             ax.set_xlim(0.8 * min(ns), 1.25 * max(ns))

@@ -23,6 +23,7 @@ from ..estimators import (
 )
 from ..flows._affine import propagate_on_grid
 from ..flows._schedules import as_schedule
+from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
 from ._linear_distance import rep_stats
 from ._pieces import Pieces
@@ -270,15 +271,7 @@ class LinearSteps(AbstractPreset):
                 ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.15, lw=0)
                 if key == "kl_qp" and not ok.all():
                     # Infinite: q singular to working precision, as markers on the top edge.
-                    ax.plot(
-                        x[~ok],
-                        [1.0] * int((~ok).sum()),
-                        "^",
-                        color=colour,
-                        ms=5,
-                        clip_on=False,
-                        transform=ax.get_xaxis_transform(),
-                    )
+                    plot.top_edge_markers(ax, x[~ok], color=colour)
             if with_delta:
                 f = np.array([r["p_positive"] for r in sub])
                 lo = np.array([r["p_lower"] for r in sub])

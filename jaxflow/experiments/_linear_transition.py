@@ -20,6 +20,7 @@ from ..estimators import (
     RelativeDistanceSweep,
 )
 from ..estimators._relative import ARITHMETICS
+from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
 from ._pieces import Pieces
 from ._registry import register
@@ -356,17 +357,7 @@ class LinearTransition(_TransitionStudy):
         lo, hi = np.array([r["kl_q25"] for r in sub]), np.array([r["kl_q75"] for r in sub])
         band = ok & np.isfinite(hi)
         ax_d.fill_between(x[band], lo[band], hi[band], color="C2", alpha=0.15, lw=0)
-        inf_ns = x[~ok]
-        ax_d.plot(
-            inf_ns,
-            [1.0] * len(inf_ns),
-            "^",
-            color="C2",
-            ms=5,
-            clip_on=False,
-            transform=ax_d.get_xaxis_transform(),
-            label=r"KL $= \infty$ ($q$ degenerate)",
-        )
+        plot.top_edge_markers(ax_d, x[~ok], color="C2", label=r"KL $= \infty$ ($q$ degenerate)")
         ax_d.axhline(kl_inf, color="C2", ls="--", lw=1, label=r"$\mathrm{KL}_\infty$")
         ax_d.set_yscale("log")
         ax_d.set_xscale("log")
@@ -570,16 +561,8 @@ class LinearTransitionVsD(_TransitionStudy):
                     )
                     # No crossing on the grid: P(Delta > 0) stays below 1/2 up to the
                     # largest n, so n* lies beyond it (a marker on the top edge).
-                    ax.plot(
-                        d[~ok],
-                        np.ones(int((~ok).sum())),
-                        "^",
-                        color=colour,
-                        mfc=colour if fill else "white",
-                        ms=7,
-                        clip_on=False,
-                        transform=ax.get_xaxis_transform(),
-                    )
+                    mfc = colour if fill else "white"
+                    plot.top_edge_markers(ax, d[~ok], ms=7.0, color=colour, mfc=mfc)
         ax.plot(
             [],
             [],

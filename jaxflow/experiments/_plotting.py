@@ -59,6 +59,15 @@ def percent(x: float) -> str:
     return f"{p:.{digits}f}%"
 
 
+def top_edge_markers(ax: Axes, x, *, ms: float = 5.0, **kwargs) -> None:
+    """Upward triangles on the top edge of `ax` at `x`: values beyond the axis (an
+    infinite distance, a crossing beyond the grid). Keywords go to `Axes.plot`."""
+    x = np.asarray(x)
+    ax.plot(
+        x, np.ones(len(x)), "^", ms=ms, clip_on=False, transform=ax.get_xaxis_transform(), **kwargs
+    )
+
+
 def interval_errors(fraction, lower, upper) -> np.ndarray:
     """`yerr` for `Axes.errorbar`/`Axes.bar` from an interval around each fraction."""
     fraction, lower, upper = map(np.asarray, (fraction, lower, upper))
