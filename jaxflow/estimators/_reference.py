@@ -108,11 +108,8 @@ def reference_gaussian_terms(q: Gaussian, p: Gaussian) -> tuple[Float[Array, ""]
     return _normalisation(2 * cov_p), cross
 
 
-def reference_relative_distance(
-    q: Gaussian, train: KernelMixture, reference: KernelMixture | Gaussian
-):
-    from ._relative import RelativeDistance
-
+def reference_delta(q: Gaussian, train: KernelMixture, reference: KernelMixture | Gaussian):
+    """`reference_from_terms` for one q, from its training and reference terms."""
     self_train = reference_self_term(train)
     cross_train = reference_cross_term(q, train)
     if isinstance(reference, KernelMixture):
@@ -120,15 +117,12 @@ def reference_relative_distance(
         cross_ref = reference_cross_term(q, reference)
     else:
         self_ref, cross_ref = reference_gaussian_terms(q, reference)
-    return reference_from_terms(
-        self_train, cross_train, self_ref, cross_ref, q.mean.shape[-1], RelativeDistance
-    )
+    return reference_from_terms(self_train, cross_train, self_ref, cross_ref, q.mean.shape[-1])
 
 
-def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int, cls=None):
-    """Delta as the reference formed it, D_S - D_O with D = self - 2 cross, in float32."""
-    if cls is None:
-        from ._relative import RelativeDistance as cls
+def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int):
+    """Delta as the reference formed it, D_S - D_O with D = self - 2 cross, in float32:
+    `(sign, log_abs, log_terms, log_error)` for `RelativeDistance.bounded`."""
     delta = (self_train - 2 * cross_train) - (self_ref - 2 * cross_ref)
     magnitudes = jnp.stack(
         [
@@ -141,21 +135,10 @@ def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int,
         ]
     )
     log_terms = jnp.log(magnitudes)
-    signs = jnp.asarray([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], _F32)
     # Each normalisation raises a rounded eps^2 or eigenvalue to the power d (inside a
     # determinant), so each float32 term carries some 2d ulps; so does Delta.
     log_error = jnp.log((2 * dim + 8) * _unit(_F32) * jnp.sum(magnitudes))
-    log_abs = jnp.log(jnp.abs(delta))
-    sign = jnp.sign(delta)
-    return cls(
-        sign=sign,
-        log_abs=log_abs,
-        log_terms=log_terms,
-        signs=signs,
-        log_error=log_error,
-        certain=(sign != 0) & (log_abs > log_error),
-        arithmetic="reference",
-    )
+    return jnp.sign(delta), jnp.log(jnp.abs(delta)), log_terms, log_error
 
 
 @eqx.filter_jit

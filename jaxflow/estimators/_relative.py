@@ -20,6 +20,7 @@ from ._kernel import (
     Spectrum,
     spectrum,
 )
+from ._reference import reference_delta
 
 
 ARITHMETICS = ("exact", "reference")
@@ -70,6 +71,20 @@ class RelativeDistance(eqx.Module):
     certain: Bool[Array, "*batch"]
     arithmetic: str = eqx.field(static=True, default="exact")
 
+    @classmethod
+    def bounded(cls, sign, log_abs, log_terms, log_error, arithmetic: str) -> "RelativeDistance":
+        r"""The result with `signs` in the order of `TERMS` and `certain` derived: the sign
+        is certain when $\lvert\Delta\rvert$ exceeds the rounding bound."""
+        return cls(
+            sign=sign,
+            log_abs=log_abs,
+            log_terms=log_terms,
+            signs=jnp.asarray(_SIGNS, log_terms.dtype),
+            log_error=log_error,
+            certain=(sign != 0) & (log_abs > log_error),
+            arithmetic=arithmetic,
+        )
+
     @property
     def delta(self) -> Float[Array, "*batch"]:
         r"""$\Delta$ itself; it underflows to 0 in float32 (use `sign` and `log_abs`)."""
@@ -108,15 +123,7 @@ def combine_terms(
     )
     errors = jnp.where(jnp.isnan(errors), -jnp.inf, errors)
     log_error, _ = signed_logsumexp(errors, jnp.ones_like(errors))
-    return RelativeDistance(
-        sign=sign,
-        log_abs=log_abs,
-        log_terms=log_terms,
-        signs=signs,
-        log_error=log_error,
-        certain=(sign != 0) & (log_abs > log_error),
-        arithmetic=arithmetic,
-    )
+    return RelativeDistance.bounded(sign, log_abs, log_terms, log_error, arithmetic)
 
 
 class MixtureTerms(eqx.Module):
@@ -317,9 +324,7 @@ def relative_distance(
             f"{type(reference).__name__}."
         )
     if arithmetic == "reference":
-        from ._reference import reference_relative_distance
-
-        return reference_relative_distance(q, train, reference)
+        return RelativeDistance.bounded(*reference_delta(q, train, reference), "reference")
     dtype = q.cov.dtype
     spec = spectrum(q)
     train_terms = mixture_terms(train, dtype, gram_dtype=gram_dtype, block_size=block_size)

@@ -236,9 +236,11 @@ def _reference_cells(x0s, xts, reference, model: _Model, cells: _Cells):
         ref = KernelMixture(reference.astype(f32), model.s, model.bandwidth)
         ref_cross = jax.lax.map(lambda q: reference_cross_term(q, ref), qs)
         ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
-    rels = jax.vmap(lambda a, b, c, e: reference_from_terms(a, b, c, e, d))(
-        train_self, train_cross, ref_self, ref_cross
-    )
+    rels = jax.vmap(
+        lambda a, b, c, e: RelativeDistance.bounded(
+            *reference_from_terms(a, b, c, e, d), "reference"
+        )
+    )(train_self, train_cross, ref_self, ref_cross)
     kl, hellinger = jax.lax.map(
         lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), qs
     )
