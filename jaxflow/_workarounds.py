@@ -5,7 +5,10 @@ Each names the bug, the versions it affects and how to tell that it can go.
 
 import os
 import re
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+
+import jax
 
 
 def _release(package: str) -> tuple[int, ...]:
@@ -55,3 +58,45 @@ def apply_xla_workarounds() -> None:
     if _release("jaxlib") < (0, 10, 2):
         return
     _add_flag("xla_cpu_experimental_ynn_fusion_type", "")
+
+
+def _on_cpu(xs) -> bool:
+    # Concrete arrays know their devices; tracers (inside `jit`) do not, and there the
+    # computation runs on the default backend unless the caller placed it elsewhere.
+    platforms = set()
+    for leaf in jax.tree_util.tree_leaves(xs):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
+            platforms.update(device.platform for device in leaf.devices())
+    if platforms:
+        return platforms == {"cpu"}
+    return jax.default_backend() == "cpu"
+
+
+def map_lapack(f: Callable, xs):
+    """Apply `f` over the leading axis of `xs` (a pytree), as `jax.vmap(f)(xs)` does.
+
+    On the CPU backend this is `jax.lax.map(f, xs)` instead, which keeps every LAPACK
+    call in `f` (`eigh`, `svd`, `cholesky`, triangular solves) unbatched. A LAPACK call
+    batched by `vmap` splits its batch over XLA:CPU's intra-op thread pool and waits for
+    the pieces from inside that pool; when every worker (two on a 2-core machine) is
+    such a waiter, the program deadlocks. This is seen with jaxlib 0.10.2 and has no
+    flag; no fixed release is known yet, so the CPU branch stays until one is. On GPU
+    and TPU, where batched solvers are fast and safe, this is plain `jax.vmap`.
+
+    The backend is decided when `f` is traced: from the devices of `xs` where they are
+    concrete arrays, else (inside `jit`, where they are tracers) from
+    `jax.default_backend()`.
+
+    **Arguments:**
+
+    - `f`: a function of one slice of `xs` (leading axis removed), returning a pytree of
+        arrays.
+    - `xs`: a pytree of arrays sharing a leading axis.
+
+    **Returns:**
+
+    The outputs of `f` stacked along a new leading axis: the same as `jax.vmap(f)(xs)`.
+    """
+    if _on_cpu(xs):
+        return jax.lax.map(f, xs)
+    return jax.vmap(f)(xs)
