@@ -1,0 +1,53 @@
+"""What the presets of [H]'s linear one-step model share: the sampling distribution
+$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$, declared once, and the statistics over
+repetitions that their tables report."""
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from ...data import Gaussian
+from .._params import at_least, param, positive
+from .._preset import AbstractPreset
+
+
+@dataclasses.dataclass(frozen=True)
+class _AbstractLinearModel(AbstractPreset):
+    """A preset of [H]'s linear one-step model (Section 2): training sets drawn from the
+    sampling distribution $p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$.
+
+    **Fields:**
+
+    - `d`: the dimension $d$.
+    - `m`: the mean of every coordinate of $p$.
+    - `s`: the standard deviation $s$ of every coordinate of $p$.
+    """
+
+    d: int = param(100, "dimension d", rule=at_least(1))
+    m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
+    s: float = param(1.0, "standard deviation s of p", rule=positive)
+
+    def sampling_distribution(self, dtype=None) -> Gaussian:
+        """$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$."""
+        return Gaussian.isotropic(self.d, mean=self.m, std=self.s, dtype=dtype)
+
+
+def rep_stats(prefix: str, values) -> dict[str, float]:
+    """Median, quartiles and mean of a quantity over repetitions, as the columns
+    `<prefix>_median`, `_q25`, `_q75` and `_mean` (infinite where enough values are:
+    the quantiles are order statistics, never interpolated between an infinite and a
+    finite value)."""
+    values = np.asarray(values, dtype=np.float64)
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75], method="lower")
+    return {
+        f"{prefix}_median": float(median),
+        f"{prefix}_q25": float(q25),
+        f"{prefix}_q75": float(q75),
+        f"{prefix}_mean": float(np.mean(values)),
+    }
+
+
+def rep_stats_fields(prefix: str) -> list[pa.Field]:
+    """The typed columns `rep_stats(prefix, ...)` fills, for a preset's `schema`."""
+    return [pa.field(f"{prefix}_{k}", pa.float64()) for k in ("median", "q25", "q75", "mean")]
