@@ -1,0 +1,4 @@
+"""Presets for [H] Halder, *A solvable generative model with a linear, one-step
+denoiser*: exact Gaussian distances, the relative distance and its transition."""
+
+PRESETS: tuple = ()
