@@ -210,3 +210,20 @@ def class_curves(
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("fraction of endpoints")
     ax.grid(alpha=0.3)
+
+
+# Colour-blind-safe colours for series that are not endpoint classes (the Okabe-Ito
+# palette, the pale yellow last), and line styles for a second variable drawn in the
+# same colours.
+SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def series_colour(i: int) -> str:
+    """The `i`-th colour of `SERIES_COLOURS`, cycling."""
+    return SERIES_COLOURS[i % len(SERIES_COLOURS)]
+
+
+def line_style(i: int) -> str:
+    """The `i`-th line style of `LINE_STYLES`, cycling."""
+    return LINE_STYLES[i % len(LINE_STYLES)]
