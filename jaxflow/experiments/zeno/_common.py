@@ -1,4 +1,4 @@
-"""What the presets of [Z] share: the closed form's $\alpha$, the noise levels it is
+"""What the presets of [Z] share: the closed form's $\\alpha$, the noise levels it is
 valid for, and the dtype a preset computes in."""
 
 import math
