@@ -1,4 +1,7 @@
 """Presets for [H] Halder, *A solvable generative model with a linear, one-step
 denoiser*: exact Gaussian distances, the relative distance and its transition."""
 
-PRESETS: tuple = ()
+from ._distance import LinearDistanceVsN as LinearDistanceVsN
+
+
+PRESETS: tuple = (LinearDistanceVsN,)

@@ -51,3 +51,9 @@ def rep_stats(prefix: str, values) -> dict[str, float]:
 def rep_stats_fields(prefix: str) -> list[pa.Field]:
     """The typed columns `rep_stats(prefix, ...)` fills, for a preset's `schema`."""
     return [pa.field(f"{prefix}_{k}", pa.float64()) for k in ("median", "q25", "q75", "mean")]
+
+
+def training_sizes(d: int, n_over_d: tuple[float, ...]) -> tuple[int, ...]:
+    """The training-set sizes $n = \\operatorname{round}(f d)$ for each fraction $f$, at
+    least 2 (the fit needs a centred point), sorted and without repeats."""
+    return tuple(sorted({max(2, round(f * d)) for f in n_over_d}))
