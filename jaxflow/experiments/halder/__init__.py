@@ -2,6 +2,7 @@
 denoiser*: exact Gaussian distances, the relative distance and its transition."""
 
 from ._distance import LinearDistanceVsN as LinearDistanceVsN
+from ._steps import LinearSteps as LinearSteps
 
 
-PRESETS: tuple = (LinearDistanceVsN,)
+PRESETS: tuple = (LinearDistanceVsN, LinearSteps)
