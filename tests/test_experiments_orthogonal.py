@@ -180,33 +180,6 @@ def test_invalid_configs_are_refused():
             apply_overrides(preset, [assignment])
 
 
-def test_orthogonal_stability_separates_the_denoisers():
-    preset, results = quick("orthogonal-stability")
-    rows = {(r["denoiser"], r["size"]): r for r in results.rows}
-    for k in preset.sizes:
-        # SCIENCE.md Z6.1: the closed form makes every subset sum stable...
-        assert rows["min-norm", k]["fraction"] == 1.0 == rows["min-norm", k]["fixed_fraction"]
-        assert rows["min-norm", k]["max_drift"] == 0.0
-        # ...while the empirical optimal denoiser pulls a sum of k points to their centroid.
-        assert rows["empirical", k]["fraction"] == 0.0
-        assert rows["empirical", k]["median_drift"] == pytest.approx(1 - 1 / k, abs=1e-6)
-
-
-def test_obtuse_simplex_stability_falls_with_subset_size():
-    preset, results = quick("obtuse-simplex-stability")
-    rows = {(r["sigma"], r["size"]): r for r in results.rows}
-    for sigma in preset.sigma:
-        fractions = [rows[sigma, k]["fraction"] for k in preset.sizes]
-        # SCIENCE.md Z6.5: only some subset sums stay stable; larger ones go first.
-        assert fractions == sorted(fractions, reverse=True)
-        for k in preset.sizes:
-            # Over 100 iterations a subset sum stays within tol exactly when it is a fixed
-            # point of the closed form: the others escape along an unstable ramp.
-            assert rows[sigma, k]["fraction"] == rows[sigma, k]["fixed_fraction"]
-    assert rows[min(preset.sigma), max(preset.sizes)]["fraction"] == 0.0
-    assert all(rows[max(preset.sigma), k]["fraction"] == 1.0 for k in preset.sizes)
-
-
 @pytest.mark.slow
 def test_full_probability_flow(tmp_path):
     """The default preset: 10^5 starts for each of six sigma_max."""
