@@ -14,8 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jaxflow
 import numpy as np
 
+
+# Every benchmark imports this module before its first JAX computation, which is when
+# XLA reads its flags.
+jaxflow.configure_cpu_workarounds()
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -50,7 +55,8 @@ def _memory_gib() -> float | None:
 
 def _initial_environment(name: str) -> str | None:
     # The environment the process started with: libraries may change `os.environ` later
-    # (jaxflow sets XLA and OpenBLAS defaults on import), after NumPy's BLAS has read it.
+    # (`jaxflow.configure_cpu_workarounds` sets XLA and OpenBLAS defaults), after NumPy's
+    # BLAS has read it.
     try:
         for item in pathlib.Path("/proc/self/environ").read_bytes().split(b"\0"):
             key, _, value = item.decode(errors="replace").partition("=")

@@ -6,13 +6,8 @@ The stages, in pipeline order: [`jaxflow.data`][], [`jaxflow.denoisers`][],
 
 from importlib.metadata import version
 
-from ._workarounds import apply_xla_workarounds
-
-
-# Before any JAX computation: XLA reads its flags when the backend starts.
-apply_xla_workarounds()
-
 from . import data as data, denoisers as denoisers, estimators as estimators, flows as flows
+from ._workarounds import configure_cpu_workarounds as configure_cpu_workarounds
 from .data import GaussianStarts as GaussianStarts
 from .denoisers import (
     EmpiricalOptimal as EmpiricalOptimal,

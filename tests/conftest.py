@@ -1,6 +1,10 @@
 import jax
 import pytest
+from jaxflow import configure_cpu_workarounds
 
+
+# Before any JAX computation: XLA reads its flags when the backend starts.
+configure_cpu_workarounds()
 
 # Tests compare against exact answers, so they run in double precision; float32
 # behaviour is tested by passing float32 arrays explicitly.

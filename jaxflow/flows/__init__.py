@@ -3,6 +3,7 @@ bounded memory and sharded across the local devices."""
 
 from ._affine import gaussian_probability_flow as gaussian_probability_flow
 from ._chunking import blockwise as blockwise, map_chunks as map_chunks
+from ._heun import ExplicitHeun as ExplicitHeun
 from ._exact import (
     exact_probability_flow as exact_probability_flow,
     score_flow_limit as score_flow_limit,
@@ -17,4 +18,4 @@ from ._schedules import (
     Karras as Karras,
 )
 from ._score import score_flow as score_flow, score_vector_field as score_vector_field
-from ._solution import FlowSolution as FlowSolution
+from ._solution import FlowSolution as FlowSolution, RESULTS as RESULTS

@@ -8,7 +8,8 @@ from ..data import Gaussian
 from ..denoisers import AffineDenoiser, PiecewiseAffine
 from ._integrate import as_solver, SOLVERS
 from ._probability import _check_levels
-from ._schedules import AbstractSchedule, as_schedule
+from ._heun import ExplicitHeun
+from ._schedules import AbstractSchedule, as_schedule, Geometric
 
 
 # The fixed-grid methods whose steps are affine maps: diffrax's and the flows' own.
@@ -45,11 +46,12 @@ def gaussian_probability_flow(
     sigma_max: Float[ArrayLike, ""],
     sigma_min: Float[ArrayLike, ""],
     steps: int = 64,
-    solver: str | dfx.AbstractSolver = "heun",
-    schedule: str | AbstractSchedule = "geometric",
+    solver: dfx.AbstractSolver | str = ExplicitHeun(),
+    schedule: AbstractSchedule | str = Geometric(),
 ) -> Gaussian:
     r"""Push a Gaussian exactly through the discretised probability flow of an affine
-    denoiser (SCIENCE.md Z4, H4).
+    denoiser: the probability flow of Karras et al. (2022, eq. 4) with the affine
+    denoisers of [H] (Halder, arXiv 2411.17807), one per noise level.
 
     With $D(y; \sigma) = W_\sigma y + b_\sigma$ the EDM field
     $dy/d\sigma = (y - D(y; \sigma))/\sigma = F_\sigma y + g_\sigma$ is affine in $y$, so
@@ -77,9 +79,10 @@ def gaussian_probability_flow(
 
     **Other arguments:**
 
-    - `solver`: `"euler"` or `"heun"` (default), as in [`jaxflow.flows.probability_flow`][],
-      or a `diffrax.Euler`/`diffrax.Heun`.
-    - `schedule`: as in [`jaxflow.flows.probability_flow`][]; default `"geometric"`.
+    - `solver`: `diffrax.Euler()`, `diffrax.Heun()` or [`jaxflow.flows.ExplicitHeun`][]`()`
+      (the default; the same method as `diffrax.Heun`), or the aliases `"euler"`, `"heun"`.
+    - `schedule`: an [`jaxflow.flows.AbstractSchedule`][] or its alias, as in
+      [`jaxflow.flows.probability_flow`][]; default [`jaxflow.flows.Geometric`][]`()`.
 
     **Returns:** the law of $y(\sigma_{\min})$, a [`jaxflow.data.Gaussian`][].
 

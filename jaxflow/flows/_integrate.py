@@ -9,7 +9,7 @@ from jaxtyping import Array, Float
 from ..data import GaussianStarts
 from ._chunking import BLOCK_SIZE, blockwise, map_chunks
 from ._heun import ExplicitHeun
-from ._solution import FlowSolution
+from ._solution import FlowSolution, RESULTS
 
 
 SOLVERS: dict[str, dfx.AbstractSolver] = {
@@ -17,8 +17,11 @@ SOLVERS: dict[str, dfx.AbstractSolver] = {
     "heun": ExplicitHeun(),
     "tsit5": dfx.Tsit5(),
 }
-# Fixed-grid solvers follow the schedule exactly; the rest adapt their steps.
-_FIXED_GRID = (dfx.Euler, dfx.Heun, ExplicitHeun)
+# The string aliases of adaptive methods bring their step-size controller along (unless
+# one is passed): "tsit5" always meant Tsit5 with this PID controller.
+ADAPTIVE_ALIASES: dict[str, dfx.AbstractStepSizeController] = {
+    "tsit5": dfx.PIDController(rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4),
+}
 
 
 def as_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
@@ -26,15 +29,32 @@ def as_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
         return solver
     try:
         return SOLVERS[solver]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"Unknown solver {solver!r}; choose one of {', '.join(SOLVERS)} "
             "or pass a `diffrax.AbstractSolver`."
         ) from None
 
 
-def uses_grid(solver: dfx.AbstractSolver) -> bool:
-    return isinstance(solver, _FIXED_GRID)
+def as_controller(
+    stepsize_controller: dfx.AbstractStepSizeController, solver: str | dfx.AbstractSolver
+) -> dfx.AbstractStepSizeController:
+    """The controller to use: `ConstantStepSize` (fixed steps on a grid), `StepTo` or
+    an adaptive one; a string alias of an adaptive solver brings its own."""
+    if not isinstance(stepsize_controller, dfx.AbstractStepSizeController):
+        raise TypeError(
+            "`stepsize_controller` must be a `diffrax.AbstractStepSizeController` such as "
+            f"`diffrax.ConstantStepSize()` or `diffrax.PIDController(...)`, got "
+            f"{type(stepsize_controller).__name__}."
+        )
+    if type(stepsize_controller) is dfx.ConstantStepSize and isinstance(solver, str):
+        return ADAPTIVE_ALIASES.get(solver, stepsize_controller)
+    return stepsize_controller
+
+
+def uses_grid(stepsize_controller: dfx.AbstractStepSizeController) -> bool:
+    """Whether the solver steps on a grid of `steps` fixed steps (built by the caller)."""
+    return isinstance(stepsize_controller, dfx.ConstantStepSize)
 
 
 def check_batch(y0, name: str = "y0") -> None:
@@ -58,17 +78,12 @@ def _solve_chunk(
     y0: Float[Array, "chunk d"],
     t0: Float[Array, ""],
     t1: Float[Array, ""],
-    grid: Float[Array, " grid"] | None,
     solver: dfx.AbstractSolver,
-    controller: dfx.AbstractStepSizeController | None,
+    controller: dfx.AbstractStepSizeController,
     save_ts: Float[Array, " save"] | None,
     max_steps: int,
 ):
     term = dfx.ODETerm(vector_field)
-    if grid is not None:
-        controller, dt0 = dfx.StepTo(ts=grid), None
-    else:
-        dt0 = None  # the PID controller picks the first step
     saveat = dfx.SaveAt(t1=True) if save_ts is None else dfx.SaveAt(ts=save_ts, t1=True)
 
     def one(y):
@@ -77,7 +92,7 @@ def _solve_chunk(
             solver,
             t0,
             t1,
-            dt0,
+            None,  # `StepTo` takes its steps from its grid, an adaptive controller picks
             y,
             args=args,
             stepsize_controller=controller,
@@ -85,8 +100,14 @@ def _solve_chunk(
             max_steps=max_steps,
             throw=False,
         )
+        # On a fixed grid diffrax steps on through an overflow and reports success; a
+        # non-finite saved state marks the failure (diffrax's own code comes first: it
+        # fills the states it did not reach with inf).
+        result = RESULTS.promote(sol.result)
+        blew_up = (result == RESULTS.successful) & ~jnp.all(jnp.isfinite(sol.ys))
+        result = RESULTS.where(blew_up, RESULTS.nonfinite_state, result)
         trajectory = None if save_ts is None else sol.ys[:-1]
-        return sol.ys[-1], trajectory, sol.result, sol.stats["num_accepted_steps"]
+        return sol.ys[-1], trajectory, result, sol.stats["num_accepted_steps"]
 
     # Rows never interact, and each goes through kernels of one block shape, so any
     # chunking or device count gives bitwise the same rows.
@@ -100,10 +121,8 @@ def integrate(
     *,
     t0,
     t1,
-    grid: Float[Array, " grid"] | None,
     solver: dfx.AbstractSolver,
-    rtol: float,
-    atol: float,
+    stepsize_controller: dfx.AbstractStepSizeController,
     save_ts,
     max_steps: int,
     chunk_size: int | None,
@@ -113,20 +132,20 @@ def integrate(
 ) -> FlowSolution:
     """Solve `dy/dt = vector_field(t, y, args)` from every row of `y0`, chunk by chunk.
 
-    With a `grid` the solver steps exactly on it; without one a PID controller adapts the
-    steps to `rtol`/`atol` within `max_steps`.
+    With `diffrax.StepTo` the solver steps exactly on its grid; with an adaptive
+    controller it adapts the steps within `max_steps`. Each row's status is in the
+    solution's `result`; with `throw` the solution carries an `eqx.error_if` check that
+    raises if any row failed (one check after all chunks, inside the traced program).
     """
-    if grid is not None:
-        controller, max_steps = None, len(grid) - 1
-    else:
-        controller = dfx.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
+    if isinstance(stepsize_controller, dfx.StepTo):
+        max_steps = len(stepsize_controller.ts) - 1
     dtype = y0.dtype
     cast = lambda x: None if x is None else jnp.asarray(x, dtype)
-    t0, t1, grid, save_ts = map(cast, (t0, t1, grid, save_ts))
+    t0, t1, save_ts = map(cast, (t0, t1, save_ts))
 
     def solve(chunk):
         return _solve_chunk(
-            vector_field, args, chunk, t0, t1, grid, solver, controller, save_ts, max_steps
+            vector_field, args, chunk, t0, t1, solver, stepsize_controller, save_ts, max_steps
         )
 
     ys, trajectory, result, num_steps = map_chunks(

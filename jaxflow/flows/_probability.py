@@ -7,13 +7,15 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._custom_types import Point, Sigma
 from ..data import GaussianStarts
-from ._integrate import as_solver, check_batch, integrate, uses_grid
-from ._schedules import AbstractSchedule, as_schedule
+from ._heun import ExplicitHeun
+from ._integrate import as_controller, as_solver, check_batch, integrate, uses_grid
+from ._schedules import AbstractSchedule, as_schedule, Geometric
 from ._solution import FlowSolution
 
 
 def edm_vector_field(sigma: Sigma, y: Point, denoiser: Callable) -> Point:
-    r"""The probability-flow ODE in EDM form, $dy/d\sigma = (y - D(y; \sigma)) / \sigma$."""
+    r"""The probability-flow ODE in EDM form, $dy/d\sigma = (y - D(y; \sigma)) / \sigma$
+    (Karras et al. 2022, eq. 4 with $s(t) = 1$, $\sigma(t) = t$)."""
     return (y - denoiser(y, sigma)) / sigma
 
 
@@ -37,74 +39,108 @@ def probability_flow(
     sigma_max: Float[ArrayLike, ""],
     sigma_min: Float[ArrayLike, ""],
     steps: int = 64,
-    solver: str | dfx.AbstractSolver = "heun",
-    schedule: str | AbstractSchedule = "geometric",
+    solver: dfx.AbstractSolver | str = ExplicitHeun(),
+    schedule: AbstractSchedule | str = Geometric(),
+    stepsize_controller: dfx.AbstractStepSizeController = dfx.ConstantStepSize(),
     save_sigmas: Float[ArrayLike, " save"] | None = None,
     chunk_size: int | None = None,
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
     max_steps: int = 4096,
     throw: bool = True,
     progress: bool = False,
 ) -> FlowSolution:
     r"""Integrate the variance-exploding probability flow from $\sigma_{\max}$ down to
-    $\sigma_{\min}$ for a batch of starts (SCIENCE.md Z4; Karras et al. 2022, eq. 4):
+    $\sigma_{\min}$ for a batch of starts.
 
-    $$\frac{dy}{d\sigma} = \frac{y - D(y; \sigma)}{\sigma}.$$
+    The ODE is the EDM form of the probability flow (Karras et al. 2022, NeurIPS,
+    arXiv 2206.00364, eq. 4 with $s(t) = 1$, $\sigma(t) = t$):
 
-    With $r = \ln(\sigma_{\max}/\sigma)$ this is the score flow $dy/dr = D(y; \sigma(r)) - y$
+    $$\frac{dy}{d\sigma} = \frac{y - D(y; \sigma)}{\sigma}, \qquad
+    y(\sigma_{\max}) = y_0.$$
+
+    With $r = \ln(\sigma_{\max}/\sigma)$ it is the score flow $dy/dr = D(y; \sigma(r)) - y$
     with a denoiser that sharpens as $\sigma$ falls, run for the finite time
-    $R = \ln(\sigma_{\max}/\sigma_{\min})$: [Z]'s early stopping by the scheduler.
+    $R = \ln(\sigma_{\max}/\sigma_{\min})$: the early stopping by the scheduler of
+    [Z] (Zeno et al., ICML 2025, arXiv 2506.19031, Sec. 4). The schedule only
+    reparametrises time; $\sigma_{\max}$, $\sigma_{\min}$ and where the steps fall matter.
+
+    Differentiable (`jax.grad`, `eqx.filter_grad`) in `y0`, the noise levels and the
+    denoiser's arrays, and usable under `jax.jit` and `jax.vmap`.
 
     **Main arguments:**
 
     - `denoiser`: any callable `(y, sigma) -> x_hat` on one point of shape `(d,)`: a
-      [`jaxflow.denoisers.AbstractDenoiser`][], a user's `eqx.Module` or a function.
-      The solve compiles once per denoiser *structure*: modules with the same shapes
-      share a compilation whatever their weights, but a plain function is part of the
-      compiled program, so a new function object (a fresh `lambda` or closure on each
-      call) compiles again. Wrap closed-over arrays in an `eqx.Module` to avoid it.
+        [`jaxflow.denoisers.AbstractDenoiser`][], a user's `eqx.Module` or a function.
+        The solve compiles once per denoiser *structure*: modules with the same shapes
+        share a compilation whatever their weights, but a plain function is part of the
+        compiled program, so a new function object (a fresh `lambda` or closure on each
+        call) compiles again. Wrap closed-over arrays in an `eqx.Module` to avoid it.
     - `y0`: the starts $y(\sigma_{\max})$, shape `(batch, d)`, or a
-      [`jaxflow.data.GaussianStarts`][] drawn chunk by chunk.
+        [`jaxflow.data.GaussianStarts`][] drawn chunk by chunk.
     - `sigma_max`, `sigma_min`: the noise levels to integrate between, $\sigma_{\max} >
-      \sigma_{\min} > 0$. JAX scalars, so a sweep does not recompile.
-    - `steps`: the number of solver steps on the schedule's grid (fixed-grid solvers), or
-      the hint for the first step (adaptive ones). Default 64.
+        \sigma_{\min} > 0$. JAX scalars, so a sweep does not recompile.
+    - `steps`: the number of fixed steps on the schedule's grid. Default 64. Unused by
+        an adaptive `stepsize_controller`.
 
     **Other arguments:**
 
-    - `solver`: `"euler"`, `"heun"` (EDM's second-order method, the default), `"tsit5"`
-      (adaptive, with a PID controller), or any `diffrax.AbstractSolver`.
-    - `schedule`: `"geometric"` (default) or `"karras"` ($\rho = 7$), or an
-      [`jaxflow.flows.AbstractSchedule`][]. Used by the fixed-grid solvers.
+    - `solver`: a `diffrax.AbstractSolver`. Default
+        [`jaxflow.flows.ExplicitHeun`][]`()`: Heun's method, EDM's second-order sampler
+        (Karras et al. 2022, Algorithm 1). The strings `"euler"`, `"heun"` and `"tsit5"`
+        are aliases of `diffrax.Euler()`, `ExplicitHeun()` and `diffrax.Tsit5()`;
+        `"tsit5"` with the default controller also means adaptive steps with
+        `diffrax.PIDController(rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4)`.
+    - `schedule`: the grid of noise levels for fixed steps, an
+        [`jaxflow.flows.AbstractSchedule`][]. Default [`jaxflow.flows.Geometric`][]`()`
+        (uniform steps in $r$). The strings `"geometric"` and `"karras"` (or `"edm"`:
+        [`jaxflow.flows.Karras`][]`()`, $\rho = 7$) are aliases.
+    - `stepsize_controller`: how the solver steps, as in `diffrax.diffeqsolve`.
+        Default `diffrax.ConstantStepSize()`: `steps` fixed steps on the schedule's grid
+        (constant in the schedule's parametrisation of $\sigma$). `diffrax.StepTo(ts)`
+        steps on `ts` (decreasing from $\sigma_{\max}$ to $\sigma_{\min}$; `steps` and
+        `schedule` unused). An adaptive controller such as
+        `diffrax.PIDController(rtol=..., atol=...)` adapts the steps of an adaptive
+        solver within `max_steps`.
     - `save_sigmas`: noise levels (decreasing, inside the interval) at which to save the
-      trajectory, for plots; no other step is stored. Default: endpoints only.
-    - `chunk_size`: solve at most this many starts at once; memory stays flat in the batch
-      size and the endpoints are identical to one unchunked solve. Default: one chunk.
-    - `rtol`, `atol`, `max_steps`: the adaptive solver's tolerances and step budget.
-    - `throw`: raise if any trajectory fails (default); else read `result` per trajectory.
+        trajectory, for plots; no other step is stored. Default: endpoints only.
+    - `chunk_size`: solve at most this many starts at once; memory stays flat in the
+        batch size and the endpoints are bitwise identical to one unchunked solve.
+        Default: one chunk.
+    - `max_steps`: the adaptive controller's step budget. Default 4096.
+    - `throw`: whether to raise if any trajectory fails (default `True`), as in
+        `diffrax.diffeqsolve`; the check is part of the traced program, so it also works
+        under `jax.jit`. Under `jax.vmap`, or to keep the rest of a batch, pass
+        `throw=False` and read each trajectory's `result`.
     - `progress`: show a progress bar over chunks.
 
-    **Returns:** a [`jaxflow.flows.FlowSolution`][]; `ys` are the endpoints $y(\sigma_{\min})$.
+    **Returns:**
 
-    **Raises:** `ValueError`/`TypeError` for a malformed `y0` or option; an
-    `EquinoxRuntimeError` unless $\sigma_{\max} > \sigma_{\min} > 0$; `RuntimeError` for
-    failed trajectories when `throw=True`.
+    A [`jaxflow.flows.FlowSolution`][]; `ys` are the endpoints $y(\sigma_{\min})$ and
+    `result` the status of each trajectory, a [`jaxflow.flows.RESULTS`][]:
+    `max_steps_reached` where an adaptive solve ran out of steps, `nonfinite_state`
+    where a saved state is inf or NaN.
+
+    **Raises:**
+
+    - `ValueError`/`TypeError` at trace time for a malformed `y0` or option;
+    - `equinox.EquinoxRuntimeError` unless $\sigma_{\max} > \sigma_{\min} > 0$;
+    - with `throw=True`, `equinox.EquinoxRuntimeError` (a `RuntimeError`) if a
+        trajectory failed, with the message of its `result`. Under `eqx.filter_jit` too;
+        a plain `jax.jit` re-raises it as a JAX error with the same message.
     """
     check_batch(y0)
+    controller = as_controller(stepsize_controller, solver)
     solver = as_solver(solver)
     sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, y0.dtype)
-    grid = as_schedule(schedule).grid(sigma_max, sigma_min, steps) if uses_grid(solver) else None
+    if uses_grid(controller):
+        controller = dfx.StepTo(ts=as_schedule(schedule).grid(sigma_max, sigma_min, steps))
     return integrate(
         edm_vector_field,
         denoiser,
         y0,
         t0=sigma_max,
         t1=sigma_min,
-        grid=grid,
         solver=solver,
-        rtol=rtol,
-        atol=atol,
+        stepsize_controller=controller,
         save_ts=save_sigmas,
         max_steps=max_steps,
         chunk_size=chunk_size,

@@ -7,12 +7,14 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._custom_types import Point, Sigma
 from ..data import GaussianStarts
-from ._integrate import as_solver, check_batch, integrate, uses_grid
+from ._heun import ExplicitHeun
+from ._integrate import as_controller, as_solver, check_batch, integrate, uses_grid
 from ._solution import FlowSolution
 
 
 def score_vector_field(t, y: Point, args) -> Point:
-    r"""The score flow at a fixed noise level, $dy/dt = D(y; \sigma) - y = \sigma^2 s(y)$."""
+    r"""The score flow at a fixed noise level, $dy/dt = D(y; \sigma) - y = \sigma^2 s(y)$,
+    with `args = (denoiser, sigma)`."""
     del t
     denoiser, sigma = args
     return denoiser(y, sigma) - y
@@ -25,56 +27,79 @@ def score_flow(
     sigma: Float[ArrayLike, ""],
     t1: Float[ArrayLike, ""],
     steps: int = 256,
-    solver: str | dfx.AbstractSolver = "heun",
+    solver: dfx.AbstractSolver | str = ExplicitHeun(),
+    stepsize_controller: dfx.AbstractStepSizeController = dfx.ConstantStepSize(),
     save_ts: Float[ArrayLike, " save"] | None = None,
     chunk_size: int | None = None,
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
     max_steps: int = 4096,
     throw: bool = True,
     progress: bool = False,
 ) -> FlowSolution:
-    r"""Integrate the score flow at a fixed noise level $\sigma$ from time 0 to $t_1$
-    (SCIENCE.md Z3; [Z], Section 4):
+    r"""Integrate the score flow at a fixed noise level $\sigma$ from time 0 to $t_1$ for a
+    batch of starts.
 
-    $$\frac{dy}{dt} = D(y; \sigma) - y.$$
+    The ODE is gradient ascent on the log-density smoothed at level $\sigma$, written
+    with Tweedie's formula $D(y; \sigma) = y + \sigma^2 \nabla \log p_\sigma(y)$ ([Z]:
+    Zeno et al., ICML 2025, arXiv 2506.19031, Sec. 4):
 
-    For the closed-form denoiser on orthogonal data each hyperbox vertex is a stable
-    point and the flow ends at the nearest one (round $u_n \cdot y / L_n$ at 1/2).
+    $$\frac{dy}{dt} = D(y; \sigma) - y = \sigma^2 \nabla \log p_\sigma(y), \qquad y(0) = y_0.$$
+
+    For the min-norm denoiser of orthogonal data ([`jaxflow.denoisers.MinNormOrthogonal`][])
+    each hyperbox vertex is a stable point and the flow ends at the nearest one: round
+    $u_n \cdot y_0 / L_n$ at 1/2 ([`jaxflow.flows.score_flow_limit`][]).
 
     **Main arguments:**
 
-    - `denoiser`: any callable `(y, sigma) -> x_hat` on one point of shape `(d,)`.
+    - `denoiser`: any callable `(y, sigma) -> x_hat` on one point of shape `(d,)`, as in
+        [`jaxflow.flows.probability_flow`][].
     - `y0`: the starts, shape `(batch, d)`, or a [`jaxflow.data.GaussianStarts`][].
     - `sigma`: the fixed noise level, a JAX scalar.
-    - `t1`: the flow time; the approach to a vertex slows near the hyperbox's
-      boundary, so take it long (tens of units).
+    - `t1`: the flow time, $t_1 > 0$; the approach to a vertex slows near the
+        hyperbox's boundary, so take it long (tens of units).
+    - `steps`: the number of uniform fixed steps on $[0, t_1]$. Default 256. Unused by an
+        adaptive `stepsize_controller`.
 
-    **Other arguments:** `steps` (uniform steps for `"euler"`/`"heun"`, default 256; the
-    first-step hint for adaptive solvers), `solver`, `save_ts` (times at which to save
-    the trajectory), `chunk_size`, `rtol`, `atol`, `max_steps`, `throw`, `progress`: as in
-    [`jaxflow.flows.probability_flow`][].
+    **Other arguments:**
 
-    **Returns:** a [`jaxflow.flows.FlowSolution`][]; `ys` are the endpoints $y(t_1)$.
+    - `solver`: a `diffrax.AbstractSolver` or a string alias; default
+        [`jaxflow.flows.ExplicitHeun`][]`()`. As in [`jaxflow.flows.probability_flow`][].
+    - `stepsize_controller`: default `diffrax.ConstantStepSize()`, `steps` uniform steps;
+        or `diffrax.StepTo(ts)` from 0 to $t_1$, or an adaptive controller. As in
+        [`jaxflow.flows.probability_flow`][].
+    - `save_ts`: times in $(0, t_1)$ at which to save the trajectory. Default: endpoints
+        only.
+    - `chunk_size`, `max_steps`, `throw`, `progress`: as in
+        [`jaxflow.flows.probability_flow`][].
+
+    **Returns:**
+
+    A [`jaxflow.flows.FlowSolution`][]; `ys` are the endpoints $y(t_1)$ and `result` the
+    status of each trajectory.
+
+    **Raises:**
+
+    - `ValueError`/`TypeError` at trace time for a malformed `y0` or option;
+    - `equinox.EquinoxRuntimeError` unless $t_1 > 0$;
+    - with `throw=True`, `equinox.EquinoxRuntimeError` if a trajectory failed.
     """
     check_batch(y0)
+    controller = as_controller(stepsize_controller, solver)
     solver = as_solver(solver)
     dtype = y0.dtype
     t1 = jnp.asarray(t1, dtype)
     if t1.ndim:
         raise ValueError("`t1` must be a scalar.")
     t1 = eqx.error_if(t1, t1 <= 0, "score_flow needs t1 > 0.")
-    grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype) * t1 if uses_grid(solver) else None
+    if uses_grid(controller):
+        controller = dfx.StepTo(ts=jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype) * t1)
     return integrate(
         score_vector_field,
         (denoiser, jnp.asarray(sigma, dtype)),
         y0,
         t0=0.0,
         t1=t1,
-        grid=grid,
         solver=solver,
-        rtol=rtol,
-        atol=atol,
+        stepsize_controller=controller,
         save_ts=save_ts,
         max_steps=max_steps,
         chunk_size=chunk_size,

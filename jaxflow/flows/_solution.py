@@ -1,16 +1,24 @@
 import diffrax as dfx
 import equinox as eqx
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 
-@jax.jit
-def _finite_rows(ys: Float[Array, "batch d"]) -> Bool[Array, " batch"]:
-    # Reduced where `ys` lives, in one fused kernel: no host copy of the endpoints and no
-    # (batch, d) temporary, so checking a chunked solve keeps its memory bounded.
-    return jnp.all(jnp.isfinite(ys), axis=-1)
+class RESULTS(dfx.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
+    """The status of each trajectory of a flow: `diffrax.RESULTS` (`successful`,
+    `max_steps_reached`, ...) plus `nonfinite_state`.
+
+    A fixed-grid solve cannot notice a state that blows up: diffrax steps on to the end
+    and reports `successful`. The flows therefore check every saved state and mark a
+    trajectory whose state is not finite with `nonfinite_state`. Convert a
+    `diffrax.RESULTS` with `RESULTS.promote`.
+    """
+
+    nonfinite_state = (
+        "The state of a trajectory became non-finite (inf or NaN): the denoiser returned "
+        "a non-finite value, or the steps are too large for it. Pass `throw=False` and "
+        "read `FlowSolution.result` to see which trajectories failed."
+    )
 
 
 class FlowSolution(eqx.Module):
@@ -22,31 +30,37 @@ class FlowSolution(eqx.Module):
     - `ts`: the times (noise levels for the probability flow) at which `trajectory`
       was saved, shape `(save,)`, or `None`.
     - `trajectory`: the states at `ts`, shape `(batch, save, d)`, or `None`.
-    - `result`: a `diffrax.RESULTS` per trajectory; `RESULTS.successful` where the
-      solve finished.
+    - `result`: a [`jaxflow.flows.RESULTS`][] per trajectory, shape `(batch,)`:
+      `RESULTS.successful` where the solve finished with a finite state.
     - `num_steps`: accepted solver steps per trajectory, shape `(batch,)`.
     """
 
     ys: Float[Array, "batch d"]
     ts: Float[Array, " save"] | None
     trajectory: Float[Array, "batch save d"] | None
-    result: dfx.RESULTS
+    result: RESULTS
     num_steps: Int[Array, " batch"]
 
     @property
-    def successful(self) -> np.ndarray:
-        """A boolean per trajectory: the solve finished and its endpoint is finite."""
-        ok = np.asarray(self.result == dfx.RESULTS.successful)
-        return ok & np.asarray(_finite_rows(self.ys))
+    def successful(self) -> Bool[Array, "*vmap batch"]:
+        """A boolean per trajectory: the solve finished and every saved state is finite.
+        A JAX array, so it can be read inside `jit` and `vmap`."""
+        return self.result == RESULTS.successful
 
     def raise_on_failure(self) -> "FlowSolution":
-        """Raise a `RuntimeError` naming the failed trajectories, if any; else return self."""
-        failed = np.flatnonzero(~self.successful)
-        if failed.size:
-            raise RuntimeError(
-                f"{failed.size} of {self.ys.shape[0]} trajectories failed (first indices: "
-                f"{failed[:10].tolist()}): the solver hit `max_steps` or the state became "
-                "non-finite. Raise `max_steps`, loosen `rtol`/`atol`, or check the "
-                "denoiser; pass `throw=False` to read each trajectory's `result` instead."
-            )
-        return self
+        """Raise an `equinox.EquinoxRuntimeError` (a `RuntimeError`) carrying the failed
+        trajectory's `result` message if any trajectory failed; else return the solution.
+
+        The check runs inside the traced program (`eqx.error_if`), so it also works under
+        `jax.jit` and `jax.vmap`. Use the returned solution: the check is attached to its
+        `ys`.
+        """
+        return eqx.tree_at(lambda s: s.ys, self, _error_if_failed(self.ys, self.result))
+
+
+@eqx.filter_jit
+def _error_if_failed(ys: Float[Array, "batch d"], result: RESULTS) -> Float[Array, "batch d"]:
+    # Per row, so that the enumeration's index is a scalar and equinox raises with the
+    # message of the row's own failure. Under `filter_jit` (a no-op inside an outer trace)
+    # an eager call raises a readable `EquinoxRuntimeError`.
+    return jax.vmap(lambda y, r: r.error_if(y, r != RESULTS.successful))(ys, result)
