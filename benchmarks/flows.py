@@ -80,7 +80,7 @@ TARGET_LOG2_BATCH = 16  # the targets apply from this batch size up
 
 def make_denoiser(name: str):
     if name == "minnorm":
-        points = jf.data.orthogonal(None, d=D, n=D, dtype=DTYPE).points
+        points = jf.data.orthogonal(D, D, dtype=DTYPE).points
         return jf.MinNormOrthogonal(points)
     wkey, bkey, vkey = jr.split(jr.key(0), 3)
     net = jf.ShallowReLU.random(D, WIDTH, key=wkey, dtype=DTYPE)

@@ -118,14 +118,14 @@ def numpy_cell(rng, n, fraction=1.0):
 # ---------------------------------------------------------------------------------------
 
 
-def jax_sweep(reps, arithmetic="exact", gram="float32"):
+def jax_sweep(repetitions, arithmetic="exact", gram="float32"):
     import jax.numpy as jnp
 
-    return jaxflow.estimators.relative_distance_sweep(
-        jr.key(0),
+    return jaxflow.studies.relative_distance_sweep(
         NS,
+        key=jr.key(0),
         d=D,
-        repetitions=reps,
+        repetitions=repetitions,
         reference_size=N_O,
         m=M,
         s=S,
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="R = 30, one NumPy cell (partly extrapolated)"
     )
     parser.add_argument(
-        "--reps", type=int, default=None, help="repetitions R (default 300; 30 with --quick)"
+        "--repetitions", type=int, default=None, help="repetitions R (default 300; 30 with --quick)"
     )
     parser.add_argument(
         "--numpy-cells", type=int, default=None, help="NumPy cells to time (default 2; 1 quick)"
@@ -164,10 +164,10 @@ def main(argv=None) -> int:
         "--gram64", action="store_true", help="also time the sweep with a float64 Gram matrix"
     )
     args = parser.parse_args(argv)
-    reps = args.reps or (30 if args.quick else 300)
+    repetitions = args.repetitions or (30 if args.quick else 300)
     numpy_cells = args.numpy_cells or (1 if args.quick else 2)
     fraction = 0.05 if args.quick else 1.0
-    cells = reps * len(NS)
+    cells = repetitions * len(NS)
     info = machine()
     print(describe(info))
 
@@ -179,8 +179,8 @@ def main(argv=None) -> int:
     rows, reproduced = [], []
     for name, (arithmetic, gram) in runs.items():
         # First call: compilation plus one run; the second, the run alone.
-        _, first = _timed(lambda: jax_sweep(reps, arithmetic, gram))
-        sweep, best = _timed(lambda: jax_sweep(reps, arithmetic, gram))
+        _, first = _timed(lambda: jax_sweep(repetitions, arithmetic, gram))
+        sweep, best = _timed(lambda: jax_sweep(repetitions, arithmetic, gram))
         rows.append(
             {
                 "implementation": name,
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         [
             "# Reference sweep of the relative distance (`benchmarks/linear.py`)",
             f"Machine: {describe(info)}",
-            f"d = {D}, N_O = {N_O}, R = {reps}, n in {NS}, both conventions"
+            f"d = {D}, N_O = {N_O}, R = {repetitions}, n in {NS}, both conventions"
             + (" (quick run)" if args.quick else ""),
             markdown_table(rows, columns),
             f"Target (whole sweep, every term exact, < 60 s): "
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
         "machine": info,
         "d": D,
         "reference_size": N_O,
-        "repetitions": reps,
+        "repetitions": repetitions,
         "ns": NS,
         "quick": args.quick,
         "rows": rows,

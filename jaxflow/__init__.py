@@ -1,12 +1,21 @@
 """jaxflow: a JAX simulation engine for the theory of memorization in diffusion models.
 
 The stages, in pipeline order: [`jaxflow.data`][], [`jaxflow.denoisers`][],
-[`jaxflow.flows`][], [`jaxflow.estimators`][], [`jaxflow.experiments`][].
+[`jaxflow.training`][], [`jaxflow.flows`][], [`jaxflow.estimators`][],
+[`jaxflow.studies`][], [`jaxflow.experiments`][]. A stage imports only the stages
+before it.
 """
 
 from importlib.metadata import version
 
-from . import data as data, denoisers as denoisers, estimators as estimators, flows as flows
+from . import (
+    data as data,
+    denoisers as denoisers,
+    estimators as estimators,
+    flows as flows,
+    studies as studies,
+    training as training,
+)
 from ._workarounds import configure_cpu_workarounds as configure_cpu_workarounds
 from .data import GaussianStarts as GaussianStarts
 from .denoisers import (

@@ -312,9 +312,11 @@ def test_min_norm_refuses_degenerate_point_sets():
 def test_min_norm_accepts_data_built_in_float32():
     # QR-built orthogonal data in float32 is orthogonal only to ~1e-7: the tolerance
     # must accept it.
-    data = jf.data.orthogonal(jr.key(0), 30, 30, rotate=True, dtype=jnp.float32)
+    data = jf.data.orthogonal(30, 30, key=jr.key(0), rotate=True, dtype=jnp.float32)
     jf.MinNormOrthogonal(data.points)
-    simplex = jf.data.obtuse_simplex(jr.key(1), 30, 30, beta=0.0, rotate=True, dtype=jnp.float32)
+    simplex = jf.data.obtuse_simplex(
+        30, 30, key=jr.key(1), beta=0.0, rotate=True, dtype=jnp.float32
+    )
     jf.MinNormObtuseSimplex(simplex.points)
 
 

@@ -213,7 +213,7 @@ def _lengths(n):
 def test_orthogonal_classes_match_brute_force_oracle(n, d, rotate, data):
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     lengths = data.draw(_lengths(n), label="lengths")
-    points = jf.data.orthogonal(jr.key(seed), d, n, lengths=lengths, rotate=rotate).points
+    points = jf.data.orthogonal(n, d, key=jr.key(seed), lengths=lengths, rotate=rotate).points
     tol = 0.2 * lengths.min()
     y, expected = build_points(
         np.random.default_rng(seed), points, tol, simplex=False, aligned=not rotate
@@ -240,7 +240,9 @@ def test_obtuse_simplex_classes_match_brute_force_oracle(n, d, rotate, data):
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     lengths = data.draw(_lengths(n), label="lengths")
     beta = data.draw(st.floats(0.0, 0.6), label="beta")
-    dataset = jf.data.obtuse_simplex(jr.key(seed), d, n, lengths=lengths, beta=beta, rotate=rotate)
+    dataset = jf.data.obtuse_simplex(
+        n, d, key=jr.key(seed), lengths=lengths, beta=beta, rotate=rotate
+    )
     tol = 0.2 * lengths.min()
     rng = np.random.default_rng(seed)
     y, expected = build_points(rng, dataset.points, tol, simplex=True, aligned=False, copies=2)
@@ -289,7 +291,7 @@ def test_class_values_follow_the_spec():
 
 def test_orthogonal_coordinates_are_projections_on_each_point(getkey):
     lengths = np.array([0.5, 1.0, 2.0, 3.0])
-    points = jf.data.orthogonal(getkey(), 7, 4, lengths=lengths, rotate=True).points
+    points = jf.data.orthogonal(4, 7, key=getkey(), lengths=lengths, rotate=True).points
     y = np.random.default_rng(0).normal(size=(11, 7))
     expected = y @ np.asarray(points).T / lengths**2
 
@@ -302,7 +304,9 @@ def test_orthogonal_coordinates_are_projections_on_each_point(getkey):
 
 
 def test_simplex_coordinates_recover_the_edge_weights_and_drop_the_off_span_part(getkey):
-    dataset = jf.data.obtuse_simplex(getkey(), 6, 4, beta=0.5, apex=jnp.arange(6.0), rotate=True)
+    dataset = jf.data.obtuse_simplex(
+        4, 6, key=getkey(), beta=0.5, apex=jnp.arange(6.0), rotate=True
+    )
     apex, edges = _apex_edges(dataset.points, simplex=True)
     rng = np.random.default_rng(1)
     beta = rng.uniform(-1.0, 2.0, size=(9, 4))
@@ -325,7 +329,7 @@ def _aligned_problem(dtype=np.float64):
     """Axis-aligned points with unequal lengths, min length 1 (default tol 0.2), with
     points of every class and their oracle labels."""
     lengths = np.array([1.0, 1.5, 2.0, 1.2])
-    points = np.asarray(jf.data.orthogonal(None, 6, 4, lengths=lengths).points)
+    points = np.asarray(jf.data.orthogonal(4, 6, lengths=lengths).points)
     rng = np.random.default_rng(7)
     y, _ = build_points(rng, points, 0.2, simplex=False, aligned=True, copies=5)
     labels, _, _ = oracle(y, points, 0.2)
@@ -425,4 +429,4 @@ def test_linearly_dependent_edges_are_refused():
 
 def test_simplex_flag_contradicting_the_dataset_is_refused():
     with pytest.raises(ValueError, match="simplex"):
-        classify_endpoints(jnp.zeros((2, 3)), jf.data.orthogonal(None, 3, 2), simplex=True)
+        classify_endpoints(jnp.zeros((2, 3)), jf.data.orthogonal(2, 3), simplex=True)

@@ -180,9 +180,9 @@ def test_kl_infinite_data_is_the_large_n_limit(getkey):
     d, T, lam = 3, 2.0, 1.0
     p = Gaussian.isotropic(d, mean=10.0)
     n = 100_000
-    x0 = p.sample(getkey(), n)
-    xt = jaxflow.data.forward_jump(getkey(), x0, T=T, lam=lam)
-    q = jaxflow.denoisers.one_step_gaussian(jaxflow.denoisers.fit_affine(x0, xt), x0, T=T, lam=lam)
+    x0 = p.sample(n, key=getkey())
+    xt = jaxflow.data.forward_jump(x0, key=getkey(), T=T, lam=lam)
+    q = jaxflow.flows.one_step_gaussian(jaxflow.training.fit_affine(x0, xt), x0, T=T, lam=lam)
     kl_inf = float(kl_infinite_data(d, T=T, lam=lam))
     # The finite-n excess is O(d^2 / n) ~ 1e-4 here; KL_inf itself is about 0.28.
     np.testing.assert_allclose(kl_divergence(q, p), kl_inf, rtol=1e-2)

@@ -22,7 +22,7 @@ from jaxflow.estimators._stability import _k_subsets
 def test_closed_form_keeps_every_pair_triple_and_quadruple_sum_stable(getkey):
     # SCIENCE.md Z6.1: the min-norm closed form makes every subset sum stable.
     lengths = jnp.linspace(1.0, 2.0, 10)
-    data = jf.data.orthogonal(getkey(), 10, 10, lengths=lengths, rotate=True)
+    data = jf.data.orthogonal(10, 10, key=getkey(), lengths=lengths, rotate=True)
     denoiser = jf.MinNormOrthogonal(data.points)
 
     result = virtual_point_stability(denoiser, data.points, 0.05)
@@ -93,7 +93,7 @@ def test_empirical_optimal_denoiser_moves_every_sum_at_least_halfway_to_a_point(
 
 
 def test_simplex_stability_matches_a_numpy_iteration_of_the_closed_form():
-    dataset = jf.data.obtuse_simplex(None, 6, 5, beta=0.5, lengths=jnp.linspace(1.0, 1.5, 5))
+    dataset = jf.data.obtuse_simplex(5, 6, beta=0.5, lengths=jnp.linspace(1.0, 1.5, 5))
     points = np.asarray(dataset.points)
     denoiser = jf.MinNormObtuseSimplex(dataset.points, alpha=1.0)
     sigma, iterations = 0.1, 30

@@ -1,155 +1,19 @@
-"""The relative-distance sweep of [H] and the transition estimators (SCIENCE.md H3):
-the sweep against single-cell computations, reproducibility from saved inputs, the
-covariance conventions, Wilson coverage, and n* on synthetic P curves."""
+"""The transition estimators of [H] (Section 4): P(Delta > 0) with Wilson intervals and
+its coverage, and the crossing point n* on synthetic P curves."""
 
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
 from helpers import count_compilations
-from jaxflow.data import Gaussian
-from jaxflow.denoisers import fit_affine, one_step_gaussian
-from jaxflow.estimators import (
-    hellinger_squared,
-    KernelMixture,
-    kl_divergence,
-    relative_distance,
-    relative_distance_arrays,
-    relative_distance_sweep,
-    RelativeDistance,
-    RelativeDistanceSweep,
-    sweep_inputs,
-    transition_point,
-)
-
-
-D, NS, N_O, R = 8, (4, 10), 60, 6
-OPTIONS = dict(d=D, repetitions=R, reference_size=N_O, chunk_size=4, m=3.0, s=1.5, T=1.5, lam=0.7)
-
-
-@pytest.fixture(scope="module")
-def sweep():
-    # 6 repetitions in chunks of 4: the last chunk is padded and trimmed.
-    return relative_distance_sweep(jr.key(0), NS, **OPTIONS)
-
-
-def _inputs(r, n):
-    return sweep_inputs(jr.key(0), r, n, d=D, m=3.0, s=1.5, T=1.5, lam=0.7, reference_size=N_O)
-
-
-def test_sweep_matches_single_cells(sweep):
-    p = Gaussian.isotropic(D, 3.0, 1.5)
-    g, n = 1, NS[1]
-    for r in (0, 3, 5):
-        x0, xt, ref = _inputs(r, n)
-        denoiser = fit_affine(x0, xt)
-        for c, convention in enumerate(sweep.conventions):
-            q = one_step_gaussian(denoiser, x0, T=1.5, lam=0.7, convention=convention)
-            one = relative_distance(q, KernelMixture(x0, 1.5), KernelMixture(ref, 1.5))
-            cell = jax.tree.map(lambda x: x[r, g, c], sweep.relative)
-            assert cell.sign == one.sign and bool(cell.certain)
-            # The sweep's float32 Gram matrix is within its own error bound.
-            bound = np.exp(float(cell.log_error - cell.log_abs))
-            assert abs(np.expm1(float(cell.log_abs - one.log_abs))) <= bound
-            np.testing.assert_allclose(sweep.kl[r, g, c], kl_divergence(q, p), rtol=1e-10)
-            np.testing.assert_allclose(
-                sweep.hellinger[r, g, c], hellinger_squared(q, p), rtol=1e-10
-            )
-
-
-def test_arrays_reproduce_sweep(sweep):
-    g, n = 1, NS[1]
-    x0, xt, ref = (jnp.stack(a) for a in zip(*[_inputs(r, n) for r in range(R)]))
-    again = relative_distance_arrays(x0, xt, ref, m=3.0, s=1.5, T=1.5, lam=0.7)
-    assert isinstance(again, RelativeDistanceSweep) and again.ns == (n,)
-    np.testing.assert_array_equal(again.relative.sign[:, 0], sweep.relative.sign[:, g])
-    np.testing.assert_allclose(
-        again.relative.log_abs[:, 0], sweep.relative.log_abs[:, g], rtol=1e-6
-    )
-    np.testing.assert_allclose(again.kl[:, 0], sweep.kl[:, g], rtol=1e-12)
-
-
-def test_conventions_give_different_delta_same_kl(sweep):
-    p = Gaussian.isotropic(D, 3.0, 1.5)
-    # The two covariances v W W^T and v W^T W share their spectrum and q's mean, so
-    # KL(q || p) to an isotropic p agrees (checked on the q's themselves) ...
-    for n in NS:
-        x0, xt, _ = _inputs(2, n)
-        denoiser = fit_affine(x0, xt)
-        q1, q2 = (
-            one_step_gaussian(denoiser, x0, T=1.5, lam=0.7, convention=c) for c in sweep.conventions
-        )
-        kl1, kl2 = kl_divergence(q1, p), kl_divergence(q2, p)
-        assert (np.isinf(kl1) and np.isinf(kl2)) or np.isclose(kl1, kl2, rtol=1e-9)
-        np.testing.assert_allclose(
-            np.linalg.eigvalsh(q1.cov), np.linalg.eigvalsh(q2.cov), atol=1e-10
-        )
-        assert not np.allclose(q1.cov, q2.cov)
-    # ... but not their eigenvectors: Delta differs in every cell, and so does the
-    # Hellinger distance once q is regular (the mean difference sees the eigenvectors).
-    log_abs = np.asarray(sweep.relative.log_abs)
-    assert np.all(np.abs(log_abs[..., 0] - log_abs[..., 1]) > 1e-6)
-    hellinger = np.asarray(sweep.hellinger)[:, -1]  # n = 10 > d
-    assert np.all(np.abs(hellinger[:, 0] - hellinger[:, 1]) > 1e-8)
-
-
-def test_probability_and_no_recompilation(sweep):
-    prob = sweep.probability()
-    assert prob.fraction.shape == (len(NS), 2)
-    np.testing.assert_array_equal(
-        prob.positives, np.sum(np.asarray(sweep.relative.sign) > 0, axis=0)
-    )
-    assert np.all((prob.lower <= prob.fraction) & (prob.fraction <= prob.upper))
-    with count_compilations() as n:
-        other = relative_distance_sweep(jr.key(1), NS, **OPTIONS)
-        jax.block_until_ready(other.relative.sign)
-    assert n[0] == 0
-    assert not np.array_equal(other.relative.log_abs, sweep.relative.log_abs)
-
-
-@pytest.mark.slow
-def test_sweep_against_p():
-    res = relative_distance_sweep(
-        jr.key(2), (4, 8), d=4, repetitions=3, reference_size=None, chunk_size=3
-    )
-    x0, xt, ref = sweep_inputs(jr.key(2), 1, 8, d=4, reference_size=None)
-    assert ref is None
-    q = one_step_gaussian(fit_affine(x0, xt), x0, T=2.0, lam=1.0)
-    one = relative_distance(q, KernelMixture(x0), Gaussian.isotropic(4, 10.0, 1.0))
-    np.testing.assert_allclose(res.relative.log_abs[1, 1, 0], one.log_abs, rtol=1e-12)
-
-
-def _synthetic(positive) -> RelativeDistanceSweep:
-    """A sweep result holding given signs, shape (R, grid, conventions)."""
-    sign = np.where(positive, 1.0, -1.0)
-    zeros = np.zeros(sign.shape)
-    rel = RelativeDistance(
-        sign=jnp.asarray(sign),
-        log_abs=jnp.asarray(zeros),
-        log_terms=jnp.zeros(sign.shape + (6,)),
-        signs=jnp.zeros(sign.shape + (6,)),
-        log_error=jnp.asarray(zeros - 1.0),
-        certain=jnp.ones(sign.shape, bool),
-    )
-    ns = tuple(range(2, 2 + sign.shape[1]))
-    return RelativeDistanceSweep(
-        ns=ns,
-        conventions=("consistent",) * sign.shape[2],
-        arithmetic="exact",
-        reference_size=None,
-        relative=rel,
-        kl=jnp.asarray(zeros),
-        hellinger=jnp.asarray(zeros),
-    )
+from jaxflow.estimators import transition_point, transition_probability
 
 
 @pytest.mark.parametrize("p_true", [0.05, 0.3, 0.5, 0.8])
 def test_wilson_coverage(p_true):
     # 2000 independent experiments of R = 300 repetitions each.
     rng = np.random.default_rng(int(p_true * 100))
-    positive = rng.random((300, 2000, 1)) < p_true
-    prob = _synthetic(positive).probability(0.95)
+    positive = rng.random((300, 2000)) < p_true
+    prob = transition_probability(positive, confidence=0.95)
     covered = np.mean((np.asarray(prob.lower) <= p_true) & (p_true <= np.asarray(prob.upper)))
     # Nominal 95%; Wilson's actual coverage oscillates within a point or two of it, and
     # the Monte Carlo error is 0.5%.
@@ -195,33 +59,19 @@ def test_transition_point_recovers_a_logistic_curve():
 
 
 def test_validation():
-    with pytest.raises(ValueError, match="increasing"):
-        relative_distance_sweep(jr.key(0), (8, 4), d=4, repetitions=2)
-    with pytest.raises(ValueError, match="conventions"):
-        relative_distance_sweep(jr.key(0), (4, 8), d=4, repetitions=2, conventions=("other",))
-    with pytest.raises(ValueError, match="arithmetic"):
-        relative_distance_sweep(jr.key(0), (4, 8), d=4, repetitions=2, arithmetic="float16")
     with pytest.raises(TypeError, match="boolean"):
         transition_point((1, 2), np.zeros((3, 2)), key=jr.key(0))
     with pytest.raises(ValueError, match="shape"):
         transition_point((1, 2, 3), np.zeros((3, 2), bool), key=jr.key(0))
+    with pytest.raises(TypeError, match="positive"):
+        transition_probability(np.zeros((3, 2)))
 
 
-def test_uncertain_float32_signs_are_recomputed(monkeypatch):
-    import jaxflow.estimators._relative as relative_module
-
-    log_pairs = relative_module.log_pairs
-
-    def pessimistic(points, var, *, gram_dtype=None, block_size=1024):
-        lse, eta = log_pairs(points, var, gram_dtype=gram_dtype, block_size=block_size)
-        # A float32 Gram matrix claimed to be off by a factor e^100: no sign is certain.
-        return lse, eta if gram_dtype is None else jnp.zeros_like(eta) + 100.0
-
-    monkeypatch.setattr(relative_module, "log_pairs", pessimistic)
-    # block_size=77 (no effect at these sizes) gives a fresh trace with the patch.
-    options = dict(d=4, repetitions=3, reference_size=20, chunk_size=2, block_size=77)
-    fast = relative_distance_sweep(jr.key(3), (5,), **options)
-    slow = relative_distance_sweep(jr.key(3), (5,), gram_dtype=None, **options)
-    assert fast.recomputed == 3 and slow.recomputed == 0
-    assert np.all(np.asarray(fast.relative.certain))
-    np.testing.assert_array_equal(fast.relative.log_abs, slow.relative.log_abs)
+def test_probability_counts_and_uncertain_signs():
+    positive = np.array([[True, False], [True, True], [False, False]])
+    certain = np.array([[True, True], [False, True], [True, True]])
+    prob = transition_probability(positive, certain=certain)
+    np.testing.assert_array_equal(prob.positives, [2, 1])
+    np.testing.assert_array_equal(prob.trials, [3, 3])
+    np.testing.assert_array_equal(prob.uncertain, [1, 0])
+    assert np.all((prob.lower <= prob.fraction) & (prob.fraction <= prob.upper))

@@ -6,7 +6,7 @@ import dataclasses
 import jax.random as jr
 import numpy as np
 import pytest
-from jaxflow.estimators import relative_distance_sweep
+from jaxflow.studies import relative_distance_sweep
 from jaxflow.experiments import apply_overrides, ConfigError, get_preset, write_results
 from matplotlib.figure import Figure
 
@@ -34,8 +34,8 @@ def test_linear_transition_runs(tmp_path):
     assert all(r["sign_agrees_with_exact"] == 1.0 for r in reference)
     # The rows are the estimator's numbers.
     sweep = relative_distance_sweep(
-        jr.split(jr.key(preset.seed))[0],
         (3, 8),
+        key=jr.split(jr.key(preset.seed))[0],
         d=6,
         repetitions=6,
         reference_size=40,
@@ -78,8 +78,8 @@ def test_reference_per_d_sizes_the_reference_sample_at_each_d(tmp_path):
     assert {(r["d"], r["reference_size"]) for r in results.rows} == {(3, 24), (5, 40)}
     # The signs are the estimator's at N_O = 8 d, with the preset's key for that d.
     sweep = relative_distance_sweep(
-        jr.split(jr.fold_in(jr.key(preset.seed), 5))[0],
         (5, 15),
+        key=jr.split(jr.fold_in(jr.key(preset.seed), 5))[0],
         d=5,
         repetitions=4,
         reference_size=40,

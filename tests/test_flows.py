@@ -347,7 +347,7 @@ BATCH = 50
 def chunk_problem():
     points, y0 = _problem(seed=5, batch=BATCH)
     denoiser = jf.MinNormOrthogonal(jnp.asarray(points), alpha=ALPHA)
-    starts = jf.GaussianStarts(jr.key(7), BATCH, jnp.asarray(points.sum(0) / 2), 1.0)
+    starts = jf.GaussianStarts(jnp.asarray(points.sum(0) / 2), 1.0, num_starts=BATCH, key=jr.key(7))
     return denoiser, jnp.asarray(y0), starts
 
 
@@ -398,7 +398,7 @@ def test_gaussian_starts_flow_equals_flow_of_materialized_starts(chunk_problem):
     assert tree_equal(
         _pflow(denoiser, starts, 7).ys, _pflow(denoiser, starts.materialize(), None).ys
     )
-    other = jf.GaussianStarts(jr.key(8), BATCH, starts.centre, 1.0)
+    other = jf.GaussianStarts(starts.centre, 1.0, num_starts=BATCH, key=jr.key(8))
     assert not np.any(
         np.all(
             np.asarray(_pflow(denoiser, other, None).ys)
@@ -752,7 +752,9 @@ def test_endpoints_are_bitwise_identical_across_many_chunks(dtype):
     block = jf.flows._chunking.BLOCK_SIZE
     points = jnp.asarray(orthogonal_points(np.random.default_rng(5), 6, [1.0, 1.5, 2.0]), dtype)
     denoiser = jf.MinNormOrthogonal(points, alpha=1.0)
-    starts = jf.GaussianStarts(jr.key(8), 2 * block + 123, jnp.full(6, 0.5, dtype), 0.6)
+    starts = jf.GaussianStarts(
+        jnp.full(6, 0.5, dtype), 0.6, num_starts=2 * block + 123, key=jr.key(8)
+    )
     flow = lambda chunk: (
         jf.probability_flow(
             denoiser, starts, sigma_max=0.4, sigma_min=1e-3, steps=4, chunk_size=chunk

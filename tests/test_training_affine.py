@@ -7,18 +7,22 @@ import jax.random as jr
 import numpy as np
 import pytest
 from jaxflow.data import forward_jump, forward_ve, Gaussian, ve_start
-from jaxflow.denoisers import (
-    AffineDenoiser,
+from jaxflow.denoisers import AffineDenoiser, PiecewiseAffine
+from jaxflow.estimators import kl_divergence
+from jaxflow.flows import (
+    gaussian_probability_flow,
+    Geometric,
+    Karras,
+    one_step_gaussian,
+    probability_flow,
+)
+from jaxflow.flows._affine import propagate_on_grid
+from jaxflow.training import (
     fit_affine,
     fit_piecewise_affine,
-    one_step_gaussian,
-    PiecewiseAffine,
     wiener_affine,
     wiener_piecewise_affine,
 )
-from jaxflow.estimators import kl_divergence
-from jaxflow.flows import gaussian_probability_flow, Geometric, Karras, probability_flow
-from jaxflow.flows._affine import propagate_on_grid
 
 
 def np_fit(x0, xt):
@@ -34,7 +38,7 @@ def np_fit(x0, xt):
 def test_forward_jump_moments(getkey):
     d, n, T, lam = 3, 4, 0.7, 2.5
     x0 = jr.normal(getkey(), (n, d))
-    xt = forward_jump(getkey(), x0, T=T, lam=lam, draws=50_000)
+    xt = forward_jump(x0, key=getkey(), T=T, lam=lam, draws=50_000)
     assert xt.shape == (n, 50_000, d)
     noise = np.asarray(xt - np.exp(-T) * x0[:, None, :])
     var = lam * np.exp(-2 * T) * (1 - np.exp(-2 * T))
@@ -47,7 +51,7 @@ def test_fit_matches_lstsq(getkey, n, k, d):
     # n - 1 < d (minimum-norm: rank-deficient), with k = 1 and with nk - 1 < d, and
     # n - 1 >= d (unique).
     x0 = 3.0 + jr.normal(getkey(), (n, d))
-    xt = forward_jump(getkey(), x0, T=1.0, lam=1.0, draws=k)
+    xt = forward_jump(x0, key=getkey(), T=1.0, lam=1.0, draws=k)
     den = fit_affine(x0, xt)
     w, b = np_fit(x0, xt)
     np.testing.assert_allclose(den.weight, w, rtol=1e-8, atol=1e-10)
@@ -63,7 +67,7 @@ def test_fit_vmaps_over_repetitions(getkey):
     n, d, reps = 4, 5, 3
     x0 = jr.normal(getkey(), (reps, n, d))
     keys = jr.split(getkey(), reps)
-    xt = jax.vmap(lambda k, x: forward_jump(k, x, T=1.0, lam=1.0))(keys, x0)
+    xt = jax.vmap(lambda k, x: forward_jump(x, key=k, T=1.0, lam=1.0))(keys, x0)
     dens = jax.vmap(fit_affine)(x0, xt)
     for r in range(reps):
         w, b = np_fit(x0[r], xt[r])
@@ -74,7 +78,7 @@ def test_mask_equals_the_unpadded_fit(getkey):
     # Padding rows with a mask reproduces the fit, the Wiener fit and q of the subset.
     n, n_max, d, T, lam = 4, 12, 5, 1.0, 0.7
     x0 = 2.0 + jr.normal(getkey(), (n_max, d))
-    xt = forward_jump(getkey(), x0, T=T, lam=lam, draws=2)
+    xt = forward_jump(x0, key=getkey(), T=T, lam=lam, draws=2)
     mask = jnp.arange(n_max) < n
     padded, exact = fit_affine(x0, xt, mask=mask), fit_affine(x0[:n], xt[:n])
     np.testing.assert_allclose(padded.weight, exact.weight, rtol=1e-9, atol=1e-11)
@@ -93,7 +97,7 @@ def test_wiener_is_the_many_draws_limit(getkey):
     n, d, T, lam, k = 4, 5, 0.5, 1.0, 10_000
     x0 = jr.normal(getkey(), (n, d))
     exact = wiener_affine(x0, T=T, lam=lam)
-    fitted = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam, draws=k))
+    fitted = fit_affine(x0, forward_jump(x0, key=getkey(), T=T, lam=lam, draws=k))
     np.testing.assert_allclose(exact.weight, exact.weight.T, atol=1e-14)
     # Sampling error of the least-squares fit is O(1 / sqrt(n k)) ~ 5e-3.
     np.testing.assert_allclose(fitted.weight, exact.weight, atol=2e-2)
@@ -103,7 +107,7 @@ def test_wiener_is_the_many_draws_limit(getkey):
 def test_one_step_gaussian_is_the_law_of_the_output(getkey):
     n, d, T, lam = 12, 5, 1.0, 1.0
     x0 = 2.0 + jr.normal(getkey(), (n, d))
-    den = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam))
+    den = fit_affine(x0, forward_jump(x0, key=getkey(), T=T, lam=lam))
     q = one_step_gaussian(den, x0, T=T, lam=lam)
     # Independently: x_T ~ N(e^-T xbar, v I), pushed through W x + b.
     x = np.asarray(x0)
@@ -121,7 +125,7 @@ def test_one_step_gaussian_is_the_law_of_the_output(getkey):
 def test_conventions_share_the_spectrum(getkey, n):
     d, T, lam = 5, 2.0, 1.0
     x0 = 10.0 + jr.normal(getkey(), (n, d))
-    den = fit_affine(x0, forward_jump(getkey(), x0, T=T, lam=lam))
+    den = fit_affine(x0, forward_jump(x0, key=getkey(), T=T, lam=lam))
     qc = one_step_gaussian(den, x0, T=T, lam=lam, convention="consistent")
     qr = one_step_gaussian(den, x0, T=T, lam=lam, convention="reference")
     np.testing.assert_allclose(np.trace(qc.cov), np.trace(qr.cov), rtol=1e-12)
@@ -138,7 +142,7 @@ def test_conventions_share_the_spectrum(getkey, n):
 
 def test_bad_arguments(getkey):
     x0 = jr.normal(getkey(), (4, 5))
-    den = fit_affine(x0, forward_jump(getkey(), x0, T=1.0, lam=1.0))
+    den = fit_affine(x0, forward_jump(x0, key=getkey(), T=1.0, lam=1.0))
     with pytest.raises(ValueError, match="'consistent', 'reference'"):
         one_step_gaussian(den, x0, T=1.0, lam=1.0, convention="transpose")
     # Shapes: our own ValueError, or jaxtyping's TypeCheckError (a TypeError) when the
@@ -146,11 +150,11 @@ def test_bad_arguments(getkey):
     with pytest.raises((ValueError, TypeError), match="xt"):
         fit_affine(x0, x0)
     with pytest.raises((ValueError, TypeError), match="x0"):
-        forward_jump(getkey(), x0[0], T=1.0, lam=1.0)
+        forward_jump(x0[0], key=getkey(), T=1.0, lam=1.0)
     with pytest.raises((ValueError, TypeError), match="weight"):
         AffineDenoiser(jnp.eye(3), jnp.zeros(4))
     with pytest.raises(Exception, match="T > 0"):
-        forward_jump(getkey(), x0, T=-1.0, lam=1.0)
+        forward_jump(x0, key=getkey(), T=-1.0, lam=1.0)
 
 
 def test_piecewise_selects_nearest_level_in_log_sigma():
@@ -170,7 +174,7 @@ def test_exact_propagation_matches_probability_flow(getkey, solver, schedule):
     sched = Geometric() if schedule == "geometric" else Karras()
     grid = sched.grid(jnp.asarray(smax), jnp.asarray(smin), steps)
     if solver == "euler":
-        den = fit_piecewise_affine(x0, forward_ve(getkey(), x0, grid, draws=2), grid)
+        den = fit_piecewise_affine(x0, forward_ve(x0, grid, key=getkey(), draws=2), grid)
     else:
         den = wiener_piecewise_affine(x0, grid)
     start = ve_start(x0, sigma_max=smax)
@@ -181,7 +185,7 @@ def test_exact_propagation_matches_probability_flow(getkey, solver, schedule):
     m = 4096
     basis = start.mean + jnp.concatenate([jnp.zeros((1, d)), jnp.eye(d)])
     ys = np.asarray(
-        probability_flow(den, jnp.concatenate([basis, start.sample(getkey(), m)]), **kw).ys
+        probability_flow(den, jnp.concatenate([basis, start.sample(m, key=getkey())]), **kw).ys
     )
     a = (ys[1 : d + 1] - ys[0]).T
     c = ys[0] - a @ np.asarray(start.mean)
@@ -229,7 +233,7 @@ def _fd(f, x, eps=1e-5):
 def test_grad_expected_kl_wrt_T_and_lambda(getkey):
     d, n = 5, 12
     p = Gaussian.isotropic(d, mean=10.0)
-    x0 = p.sample(getkey(), n)
+    x0 = p.sample(n, key=getkey())
     z = jr.normal(getkey(), (n, 3, d))
 
     def kl_wiener(T, lam):
@@ -256,7 +260,7 @@ def test_grad_expected_kl_wrt_T_and_lambda(getkey):
 def test_grad_multistep_kl_wrt_sigma_max(getkey, solver, fitted):
     d, n, steps, smin = 5, 12, 4, 0.05
     p = Gaussian.isotropic(d, mean=3.0)
-    x0 = p.sample(getkey(), n)
+    x0 = p.sample(n, key=getkey())
     z = jr.normal(getkey(), (steps + 1, n, 2, d))
 
     def kl(smax, fitted):
@@ -287,8 +291,10 @@ def test_kl_falls_monotonically_once_n_exceeds_d(getkey):
     @jax.jit
     def kl(key, n_dummy):
         k1, k2 = jr.split(key)
-        x0 = p.sample(k1, n_dummy.shape[0])
-        q = one_step_gaussian(fit_affine(x0, forward_jump(k2, x0, T=T, lam=lam)), x0, T=T, lam=lam)
+        x0 = p.sample(n_dummy.shape[0], key=k1)
+        q = one_step_gaussian(
+            fit_affine(x0, forward_jump(x0, key=k2, T=T, lam=lam)), x0, T=T, lam=lam
+        )
         return kl_divergence(q, p)
 
     medians = []

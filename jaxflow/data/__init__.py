@@ -5,6 +5,7 @@ from ._dataset import Dataset as Dataset
 from ._forward import (
     forward_jump as forward_jump,
     forward_ve as forward_ve,
+    masked_moments as masked_moments,
     ou_coefficients as ou_coefficients,
     ve_start as ve_start,
 )

@@ -3,43 +3,28 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
+from .._checks import check_levels, check_points, check_positive_int, mask_weights, positive_scalars
 from .._custom_types import PRNGKey
 from ._gaussian import Gaussian
-
-
-def _check_points(x0, name: str = "x0") -> None:
-    shape = getattr(x0, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise ValueError(f"`{name}` must have shape (n, d), got shape {shape}.")
-    if not jnp.issubdtype(x0.dtype, jnp.floating):
-        raise TypeError(f"`{name}` must be floating point, got dtype {x0.dtype}.")
-
-
-def _weights(mask, n: int, dtype) -> Float[Array, " n"]:
-    """Row weights, 1 for the points in use and 0 for padding."""
-    if mask is None:
-        return jnp.ones(n, dtype)
-    mask = jnp.asarray(mask)
-    if mask.shape != (n,):
-        raise ValueError(f"`mask` must have shape ({n},) to match `x0`, got {mask.shape}.")
-    return mask.astype(dtype)
 
 
 def masked_moments(
     x0: Float[Array, "n d"], mask=None
 ) -> tuple[Float[Array, " d"], Float[Array, " d"], Float[Array, "n d"]]:
-    """The mean, the unbiased per-coordinate variance and the centred points (zero rows
-    for padding) of the points that `mask` keeps."""
-    w = _weights(mask, x0.shape[0], x0.dtype)
+    """The mean, the unbiased per-coordinate variance and the centred points of a
+    training set.
+
+    **Arguments:** `x0` of shape `(n, d)`; optional booleans `mask` of shape `(n,)`
+    (rows where it is `False` are padding and ignored).
+
+    **Returns:** `(mean, var, centred)`, shapes `(d,)`, `(d,)` and `(n, d)`; padding rows
+    of `centred` are zero.
+    """
+    w = mask_weights(mask, x0.shape[0], x0.dtype)
     count = jnp.sum(w)
     mean = (w @ x0) / count
     centred = (x0 - mean) * w[:, None]
     return mean, jnp.sum(centred**2, axis=0) / (count - 1), centred
-
-
-def _check_draws(draws: int) -> None:
-    if not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"`draws` must be a positive int, got {draws!r}.")
 
 
 def ou_coefficients(
@@ -57,9 +42,9 @@ def ou_coefficients(
 
 @eqx.filter_jit
 def forward_jump(
-    key: PRNGKey,
     x0: Float[Array, "n d"],
     *,
+    key: PRNGKey,
     T: Real[ArrayLike, ""],
     lam: Real[ArrayLike, ""],
     draws: int = 1,
@@ -72,8 +57,8 @@ def forward_jump(
 
     **Arguments:**
 
-    - `key`: PRNG key.
     - `x0`: the clean training points, shape `(n, d)`.
+    - `key`: PRNG key.
     - `T`: the diffusion time $T > 0$ (a JAX scalar, so a sweep does not recompile).
       [H]'s default is 2.
     - `lam`: $\lambda > 0$, the noise scale; [H]'s default is 1.
@@ -84,11 +69,9 @@ def forward_jump(
     **Raises:** `ValueError`/`TypeError` for a malformed `x0` or `draws`; an
     `EquinoxRuntimeError` unless $T > 0$ and $\lambda > 0$.
     """
-    _check_points(x0)
-    _check_draws(draws)
-    T = jnp.asarray(T, x0.dtype)
-    lam = jnp.asarray(lam, x0.dtype)
-    T = eqx.error_if(T, (T <= 0) | (lam <= 0), "forward_jump needs T > 0 and lam > 0.")
+    x0 = check_points(x0)
+    draws = check_positive_int(draws, "draws")
+    T, lam = positive_scalars(x0.dtype, "forward_jump", T=T, lam=lam)
     a, c2 = ou_coefficients(T, lam)
     z = jr.normal(key, (x0.shape[0], draws, x0.shape[1]), x0.dtype)
     return a * x0[:, None, :] + jnp.sqrt(c2) * z
@@ -96,10 +79,10 @@ def forward_jump(
 
 @eqx.filter_jit
 def forward_ve(
-    key: PRNGKey,
     x0: Float[Array, "n d"],
     sigmas: Real[Array, " levels"],
     *,
+    key: PRNGKey,
     draws: int = 1,
 ) -> Float[Array, "levels n draws d"]:
     r"""Noisy copies of the training points at several levels of the variance-exploding
@@ -110,19 +93,16 @@ def forward_ve(
 
     **Arguments:**
 
-    - `key`: PRNG key.
     - `x0`: the clean training points, shape `(n, d)`.
     - `sigmas`: the noise levels, shape `(levels,)`, each $> 0$.
+    - `key`: PRNG key.
     - `draws`: the number $k$ of noise draws per point and level. Default 1.
 
     **Returns:** $x_\sigma$, shape `(levels, n, draws, d)`.
     """
-    _check_points(x0)
-    _check_draws(draws)
-    sigmas = jnp.asarray(sigmas, x0.dtype)
-    if sigmas.ndim != 1:
-        raise ValueError(f"`sigmas` must have shape (levels,), got {sigmas.shape}.")
-    sigmas = eqx.error_if(sigmas, jnp.any(sigmas <= 0), "forward_ve needs every sigma > 0.")
+    x0 = check_points(x0)
+    draws = check_positive_int(draws, "draws")
+    sigmas = check_levels(sigmas, x0.dtype)
     z = jr.normal(key, (sigmas.shape[0], x0.shape[0], draws, x0.shape[1]), x0.dtype)
     return x0[None, :, None, :] + sigmas[:, None, None, None] * z
 
@@ -154,10 +134,8 @@ def ve_start(
 
     **Returns:** a [`jaxflow.data.Gaussian`][].
     """
-    _check_points(x0)
-    n, d = x0.shape
-    if n < 2:
-        raise ValueError(f"`x0` needs at least 2 points for a variance, got n={n}.")
+    x0 = check_points(x0, min_points=2)
+    d = x0.shape[1]
     sigma_max = jnp.asarray(sigma_max, x0.dtype)
     if matched:
         mean, var, _ = masked_moments(x0, mask)

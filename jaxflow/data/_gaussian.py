@@ -41,8 +41,8 @@ class Gaussian(eqx.Module):
     def d(self) -> int:
         return self.mean.shape[-1]
 
-    def sample(self, key: PRNGKey, n: int) -> Float[Array, "n d"]:
-        r"""$n$ draws $\mu + \Sigma^{1/2} z$.
+    def sample(self, n: int, *, key: PRNGKey) -> Float[Array, "n d"]:
+        r"""$n$ draws $\mu + \Sigma^{1/2} z$, shape `(n, d)`.
 
         The symmetric square root handles a degenerate $\Sigma$."""
         evals, evecs = jnp.linalg.eigh(self.cov)

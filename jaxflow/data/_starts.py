@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_positive_int, check_scalar
 from .._custom_types import PRNGKey
 
 
@@ -18,27 +19,25 @@ class GaussianStarts(eqx.Module):
 
     **Fields:**
 
-    - `key`: PRNG key.
-    - `num`: number of starts.
     - `centre`: $c$, shape `(d,)`.
-    - `scale`: $s$, a scalar.
+    - `scale`: $s$, a scalar. Default 1.
+    - `num_starts`: the number of starts (keyword-only).
+    - `key`: PRNG key (keyword-only).
     """
 
-    key: PRNGKey
-    num: int = eqx.field(static=True)
     centre: Float[Array, " d"]
     scale: Float[Array, ""]
+    num_starts: int = eqx.field(static=True)
+    key: PRNGKey
 
-    def __init__(self, key: PRNGKey, num: int, centre: ArrayLike, scale: ArrayLike = 1.0):
+    def __init__(self, centre: ArrayLike, scale: ArrayLike = 1.0, *, num_starts: int, key: PRNGKey):
         centre = jnp.asarray(centre)
         if centre.ndim != 1:
-            raise ValueError(f"`centre` must have shape (d,), got {centre.shape}.")
-        if num < 1:
-            raise ValueError(f"`num` must be at least 1, got {num}.")
-        self.key = key
-        self.num = int(num)
+            raise ValueError(f"`centre` must have shape (d,), got {centre.shape}; pass one point.")
         self.centre = centre
-        self.scale = jnp.asarray(scale, centre.dtype)
+        self.scale = check_scalar(scale, "scale", centre.dtype)
+        self.num_starts = check_positive_int(num_starts, "num_starts")
+        self.key = key
 
     @property
     def d(self) -> int:
@@ -60,9 +59,9 @@ class GaussianStarts(eqx.Module):
         return jax.vmap(one)(jnp.asarray(indices))
 
     def chunk(self, start: int, size: int) -> Float[Array, "batch d"]:
-        """Starts `start, ..., start + size - 1` (clamped to `num`)."""
-        return self.rows(jnp.arange(start, min(start + size, self.num)))
+        """Starts `start, ..., start + size - 1` (clamped to `num_starts`)."""
+        return self.rows(jnp.arange(start, min(start + size, self.num_starts)))
 
     def materialize(self) -> Float[Array, "batch d"]:
         """All starts as one array, for saving or for another implementation."""
-        return self.chunk(0, self.num)
+        return self.chunk(0, self.num_starts)

@@ -1,8 +1,8 @@
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import ArrayLike
 
+from .._checks import check_all_positive
 from .._custom_types import PRNGKey
 from ._dataset import Dataset
 
@@ -13,22 +13,21 @@ def _float_dtype(dtype):
 
 def _lengths(lengths: ArrayLike, n: int, dtype) -> jnp.ndarray:
     lengths = jnp.broadcast_to(jnp.asarray(lengths, dtype), (n,))
-    if not np.all(np.asarray(lengths) > 0):
-        raise ValueError(f"`lengths` must be positive, got {np.asarray(lengths)}.")
+    check_all_positive(lengths, "lengths")
     return lengths
 
 
-def _check_sizes(d: int, n: int) -> None:
+def _check_sizes(n: int, d: int, *, orthogonal: bool = True) -> None:
     if n < 1 or d < 1:
-        raise ValueError(f"Need d >= 1 and n >= 1, got d={d}, n={n}.")
-    if n > d:
+        raise ValueError(f"Need n >= 1 and d >= 1, got n={n}, d={d}; pass positive sizes.")
+    if orthogonal and n > d:
         raise ValueError(
             f"At most d mutually orthogonal directions exist: got n={n} > d={d}. "
             "Lower n or raise d."
         )
 
 
-def _orthonormal_rows(key: PRNGKey | None, d: int, n: int, rotate: bool, dtype):
+def _orthonormal_rows(key: PRNGKey | None, n: int, d: int, rotate: bool, dtype):
     if not rotate:
         return jnp.eye(n, d, dtype=dtype)
     if key is None:
@@ -39,10 +38,10 @@ def _orthonormal_rows(key: PRNGKey | None, d: int, n: int, rotate: bool, dtype):
 
 
 def orthogonal(
-    key: PRNGKey | None,
-    d: int,
     n: int,
+    d: int,
     *,
+    key: PRNGKey | None = None,
     lengths: ArrayLike = 1.0,
     rotate: bool = False,
     dtype=None,
@@ -54,8 +53,8 @@ def orthogonal(
 
     **Arguments:**
 
-    - `key`: PRNG key; only used when `rotate=True` (may be `None` otherwise).
-    - `d`, `n`: dimension and number of points, $n \le d$.
+    - `n`, `d`: number of points and dimension, $n \le d$.
+    - `key`: PRNG key; only used (and then needed) when `rotate=True`.
     - `lengths`: $L_k > 0$, a scalar or shape `(n,)`. Default 1.
     - `rotate`: draw a random orientation instead of the coordinate axes.
     - `dtype`: floating dtype; defaults to JAX's default float.
@@ -64,17 +63,17 @@ def orthogonal(
 
     **Raises:** `ValueError` if $n > d$ or a length is not positive.
     """
-    _check_sizes(d, n)
+    _check_sizes(n, d)
     dtype = _float_dtype(dtype)
-    directions = _orthonormal_rows(key, d, n, rotate, dtype)
+    directions = _orthonormal_rows(key, n, d, rotate, dtype)
     return Dataset(_lengths(lengths, n, dtype)[:, None] * directions)
 
 
 def obtuse_simplex(
-    key: PRNGKey | None,
-    d: int,
     n: int,
+    d: int,
     *,
+    key: PRNGKey | None = None,
     lengths: ArrayLike = 1.0,
     beta: float = 0.5,
     apex: ArrayLike | None = None,
@@ -90,8 +89,8 @@ def obtuse_simplex(
 
     **Arguments:**
 
-    - `key`: PRNG key; only used when `rotate=True`.
-    - `d`, `n`: dimension and number of edges, $n \le d$ (the simplex has $n + 1$ points).
+    - `n`, `d`: number of edges and dimension, $n \le d$ (the simplex has $n + 1$ points).
+    - `key`: PRNG key; only used (and then needed) when `rotate=True`.
     - `lengths`: edge lengths $L_k > 0$, scalar or shape `(n,)`.
     - `beta`: obtuseness in $[0, 2)$, away from 1 (where the edges sum to zero and the
       simplex is flat). Default 0.5.
@@ -101,7 +100,7 @@ def obtuse_simplex(
     **Returns:** a `Dataset` with `simplex=True` and `points` of shape `(n + 1, d)`,
     the apex first.
     """
-    _check_sizes(d, n)
+    _check_sizes(n, d)
     if not 0.0 <= beta < 2.0:
         raise ValueError(f"`beta` must lie in [0, 2) for obtuse angles, got {beta}.")
     if abs(beta - 1.0) < 1e-3:
@@ -111,7 +110,7 @@ def obtuse_simplex(
             "Pick beta away from 1."
         )
     dtype = _float_dtype(dtype)
-    q = _orthonormal_rows(key, d, n, rotate, dtype)
+    q = _orthonormal_rows(key, n, d, rotate, dtype)
     v = q - (beta / n) * jnp.sum(q, axis=0)
     edges = _lengths(lengths, n, dtype)[:, None] * v / jnp.linalg.norm(v, axis=1, keepdims=True)
     x0 = jnp.zeros(d, dtype) if apex is None else jnp.asarray(apex, dtype)
@@ -121,22 +120,20 @@ def obtuse_simplex(
 
 
 def isotropic_gaussian(
-    key: PRNGKey, n: int, d: int, *, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None
+    n: int, d: int, *, key: PRNGKey, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None
 ) -> Dataset:
     r"""$n$ i.i.d. draws from $\mathcal{N}(m \mathbf{1}, s^2 I_d)$ ([H], Section H1).
 
     **Arguments:**
 
-    - `key`: PRNG key.
     - `n`, `d`: number of points and dimension.
+    - `key`: PRNG key.
     - `mean`: $m$, a scalar or shape `(d,)`. Default 0.
     - `std`: $s > 0$. Default 1.
     - `dtype`: floating dtype; defaults to JAX's default float.
     """
-    if n < 1 or d < 1:
-        raise ValueError(f"Need n >= 1 and d >= 1, got n={n}, d={d}.")
-    if not np.all(np.asarray(std) > 0):
-        raise ValueError(f"`std` must be positive, got {std}.")
+    _check_sizes(n, d, orthogonal=False)
+    check_all_positive(std, "std")
     dtype = _float_dtype(dtype)
     z = jr.normal(key, (n, d), dtype)
     return Dataset(jnp.asarray(mean, dtype) + jnp.asarray(std, dtype) * z)

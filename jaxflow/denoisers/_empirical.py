@@ -1,6 +1,7 @@
 import equinox as eqx
 import jax
 
+from .._checks import check_points
 from .._custom_types import Point, Points, Sigma
 from .._numerics import gaussian_log_weights
 from ._base import AbstractDenoiser
@@ -27,8 +28,7 @@ class EmpiricalOptimal(AbstractDenoiser):
     points: Points
 
     def __check_init__(self):
-        if self.points.ndim != 2:
-            raise ValueError(f"`points` must have shape (n, d), got {self.points.shape}.")
+        check_points(self.points, "points")
 
     def __call__(self, y: Point, sigma: Sigma) -> Point:
         sigma = eqx.error_if(

@@ -1,17 +1,15 @@
+from typing import ClassVar
+
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_all_positive, check_points, is_concrete
 from .._custom_types import Point, Points, Sigma
 from .._numerics import clip01
-from ._base import AbstractDenoiser
+from ._base import AbstractClosedFormMinNorm
 from ._relu import ShallowReLU
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _gram_tolerance(dtype) -> float:
@@ -22,7 +20,7 @@ def _gram_tolerance(dtype) -> float:
 
 def _check_edges(edges: Points, *, allow_obtuse: bool, what: str) -> None:
     """Refuse edge sets that break the closed form's assumptions (host-side)."""
-    if not _is_concrete(edges):
+    if not is_concrete(edges):
         return
     e = np.asarray(edges, dtype=np.float64)
     m, d = e.shape
@@ -48,8 +46,7 @@ def _check_edges(edges: Points, *, allow_obtuse: bool, what: str) -> None:
 def _default_alpha(alpha: ArrayLike | None, d: int, dtype) -> Float[Array, ""]:
     # The norm of a d-dimensional standard Gaussian noise vector (SCIENCE.md Z1).
     value = np.sqrt(d) if alpha is None else alpha
-    if _is_concrete(value) and not np.all(np.asarray(value) > 0):
-        raise ValueError(f"`alpha` must be positive, got {value}.")
+    check_all_positive(value, "alpha")
     return jnp.asarray(value, dtype)
 
 
@@ -91,7 +88,7 @@ def _ramp_network(apex: Point, edges: Points, alpha, sigma: Sigma, what: str) ->
     return ShallowReLU(a=a, w=w, b=b, v=jnp.zeros((d, d), edges.dtype), c=apex)
 
 
-class MinNormOrthogonal(AbstractDenoiser):
+class MinNormOrthogonal(AbstractClosedFormMinNorm):
     r"""The minimum-norm shallow ReLU denoiser for orthogonal data, in closed form
     ([Z], Section Z2; SCIENCE.md Z2):
 
@@ -112,32 +109,24 @@ class MinNormOrthogonal(AbstractDenoiser):
 
     points: Points
     alpha: Float[Array, ""]
+    simplex: ClassVar[bool] = False
 
     def __init__(self, points: Points, alpha: ArrayLike | None = None):
-        points = jnp.asarray(points)
-        if points.ndim != 2:
-            raise ValueError(f"`points` must have shape (n, d), got {points.shape}.")
+        points = check_points(points, "points")
         _check_edges(points, allow_obtuse=False, what="MinNormOrthogonal")
         self.points = points
         self.alpha = _default_alpha(alpha, points.shape[1], points.dtype)
 
-    @property
-    def max_sigma(self) -> Float[Array, ""]:
-        r"""The largest valid noise level, $\min_n L_n / (2\alpha)$ (exclusive)."""
-        return jnp.min(jnp.linalg.norm(self.points, axis=1)) / (2 * self.alpha)
-
     def __call__(self, y: Point, sigma: Sigma) -> Point:
-        apex = jnp.zeros_like(self.points[0])
-        return _ramps(y, apex, self.points, self.alpha, sigma, "MinNormOrthogonal")
+        return _ramps(y, self.apex, self.edges, self.alpha, sigma, "MinNormOrthogonal")
 
     def network(self, sigma: Sigma) -> ShallowReLU:
         r"""The equivalent $2N$-unit [`jaxflow.denoisers.ShallowReLU`][] at `sigma`,
         with $V = 0$, $c = 0$ and cost $\sum_n 2 L_n / (L_n - 2\rho)$."""
-        apex = jnp.zeros_like(self.points[0])
-        return _ramp_network(apex, self.points, self.alpha, sigma, "MinNormOrthogonal")
+        return _ramp_network(self.apex, self.edges, self.alpha, sigma, "MinNormOrthogonal")
 
 
-class MinNormObtuseSimplex(AbstractDenoiser):
+class MinNormObtuseSimplex(AbstractClosedFormMinNorm):
     r"""The minimum-norm shallow ReLU denoiser for an obtuse simplex, in closed form
     (SCIENCE.md Z2):
 
@@ -158,25 +147,22 @@ class MinNormObtuseSimplex(AbstractDenoiser):
 
     points: Points
     alpha: Float[Array, ""]
+    simplex: ClassVar[bool] = True
 
     def __init__(self, points: Points, alpha: ArrayLike | None = None):
         points = jnp.asarray(points)
         if points.ndim != 2 or points.shape[0] < 2:
-            raise ValueError(f"`points` must have shape (N + 1, d), N >= 1, got {points.shape}.")
+            raise ValueError(
+                f"`points` must have shape (N + 1, d), N >= 1, got {points.shape}; "
+                "pass the apex and at least one more point."
+            )
         _check_edges(points[1:] - points[0], allow_obtuse=True, what="MinNormObtuseSimplex")
         self.points = points
         self.alpha = _default_alpha(alpha, points.shape[1], points.dtype)
 
-    @property
-    def max_sigma(self) -> Float[Array, ""]:
-        r"""The largest valid noise level, $\min_n L_n / (2\alpha)$ (exclusive)."""
-        return jnp.min(jnp.linalg.norm(self.points[1:] - self.points[0], axis=1)) / (2 * self.alpha)
-
     def __call__(self, y: Point, sigma: Sigma) -> Point:
-        apex, edges = self.points[0], self.points[1:] - self.points[0]
-        return _ramps(y, apex, edges, self.alpha, sigma, "MinNormObtuseSimplex")
+        return _ramps(y, self.apex, self.edges, self.alpha, sigma, "MinNormObtuseSimplex")
 
     def network(self, sigma: Sigma) -> ShallowReLU:
         """The equivalent $2N$-unit `ShallowReLU` at `sigma`, with $c = x_0$."""
-        apex, edges = self.points[0], self.points[1:] - self.points[0]
-        return _ramp_network(apex, edges, self.alpha, sigma, "MinNormObtuseSimplex")
+        return _ramp_network(self.apex, self.edges, self.alpha, sigma, "MinNormObtuseSimplex")

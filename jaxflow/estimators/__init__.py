@@ -1,6 +1,7 @@
 """Jit-compiled estimators: hyperbox coordinates, endpoint classes and memorization
 rates, confidence intervals, virtual-point stability, Gaussian distances, relative
-distances and memorization-to-generalization transitions."""
+distances and memorization-to-generalization transitions. The pipelines that draw data
+and fit before estimating are [`jaxflow.studies`][]'s."""
 
 from ._endpoints import (
     Classification as Classification,
@@ -24,18 +25,20 @@ from ._kernel import (
     l2_distance as l2_distance,
     log_l2_distance as log_l2_distance,
 )
+from ._one_step import one_step_distances as one_step_distances
 from ._reference import reference_hellinger_squared as reference_hellinger_squared
-from ._relative import relative_distance as relative_distance, RelativeDistance as RelativeDistance
+from ._relative import (
+    ARITHMETICS as ARITHMETICS,
+    relative_distance as relative_distance,
+    RelativeDistance as RelativeDistance,
+)
 from ._stability import (
     StabilityResult as StabilityResult,
     virtual_point_stability as virtual_point_stability,
 )
 from ._transitions import (
-    relative_distance_arrays as relative_distance_arrays,
-    relative_distance_sweep as relative_distance_sweep,
-    RelativeDistanceSweep as RelativeDistanceSweep,
-    sweep_inputs as sweep_inputs,
     transition_point as transition_point,
+    transition_probability as transition_probability,
     TransitionPoint as TransitionPoint,
     TransitionProbability as TransitionProbability,
 )

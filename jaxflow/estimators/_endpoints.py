@@ -4,16 +4,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from .._checks import check_points_like, check_positive
 from .._numerics import clip01, inf_norm
 from ..data import Dataset
-from ._hyperbox import (
-    apex_and_edges,
-    as_training_set,
-    check_points_like,
-    check_positive,
-    coordinates,
-    dual_basis,
-)
+from ._hyperbox import apex_and_edges, as_training_set, coordinates, dual_basis
 
 
 class EndpointClass(enum.IntEnum):
@@ -205,7 +199,7 @@ def classify_endpoints(
     non-floating input; an `EquinoxRuntimeError` for a traced non-positive `tol`.
 
     ```python
-    data = jaxflow.data.orthogonal(None, d=30, n=30)
+    data = jaxflow.data.orthogonal(30, 30)
     classes = classify_endpoints(solution.ys, data.points)
     classes.rates  # {"training": ..., "virtual": ..., "origin": ..., ...}
     ```

@@ -1,9 +1,9 @@
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_points, check_points_like, is_concrete
 from ..data import Dataset
 
 
@@ -20,11 +20,7 @@ def as_training_set(points: ArrayLike | Dataset, simplex: bool) -> tuple[Array, 
                 "simplex; pass `points.points` to override its flag."
             )
         points, simplex = points.points, points.simplex
-    points = jnp.asarray(points)
-    if points.ndim != 2 or 0 in points.shape:
-        raise ValueError(f"`points` must have shape (n, d), n, d >= 1, got shape {points.shape}.")
-    if not jnp.issubdtype(points.dtype, jnp.floating):
-        raise TypeError(f"`points` must be floating point, got dtype {points.dtype}.")
+    points = check_points(jnp.asarray(points), "points")
     if simplex and points.shape[0] < 2:
         raise ValueError(
             f"A simplex needs its apex and at least one more point: `points` has shape "
@@ -48,20 +44,6 @@ def _check_independent(points: Array, simplex: bool) -> None:
             f"values down to {singular.min():.3g}), so the hyperbox is degenerate and its "
             "coordinates are not unique."
         )
-
-
-def check_points_like(y: ArrayLike, d: int, name: str, *, batch: bool) -> Array:
-    """Validate points to be located in a training set's space, at trace time."""
-    y = jnp.asarray(y)
-    if (batch and y.ndim != 2) or y.ndim < 1 or y.shape[-1] != d:
-        want = "(batch, d)" if batch else "(..., d)"
-        raise ValueError(
-            f"`{name}` must have shape {want} with d = {d}, the dimension of `points`; "
-            f"got shape {y.shape}."
-        )
-    if not jnp.issubdtype(y.dtype, jnp.floating):
-        raise TypeError(f"`{name}` must be floating point, got dtype {y.dtype}.")
-    return y
 
 
 def apex_and_edges(
@@ -133,20 +115,3 @@ def hyperbox_coordinates(
     points, simplex = as_training_set(points, simplex)
     y = check_points_like(y, points.shape[1], "y", batch=False)
     return _hyperbox_coordinates(y, points, simplex)
-
-
-def is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def check_positive(value, name: str) -> Array | None:
-    """`None` stays `None`; a concrete non-positive value is refused on the host (a
-    traced one is checked later with `eqx.error_if`)."""
-    if value is None:
-        return None
-    value = jnp.asarray(value)
-    if value.ndim:
-        raise ValueError(f"`{name}` must be a scalar, got shape {value.shape}.")
-    if is_concrete(value) and not np.asarray(value) > 0:
-        raise ValueError(f"`{name}` must be positive, got {np.asarray(value)}.")
-    return value

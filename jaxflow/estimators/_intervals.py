@@ -4,13 +4,12 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from .._checks import check_unit_interval
 from ._endpoints import Classification, EndpointClass, NUM_CLASSES
-from ._hyperbox import is_concrete
 
 
 def _check_confidence(confidence: float) -> None:
-    if is_concrete(confidence) and not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"`confidence` must lie strictly between 0 and 1, got {confidence}.")
+    check_unit_interval(confidence, "confidence")
 
 
 def wilson_interval(

@@ -7,6 +7,7 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from .._checks import check_points, check_scalar
 from .._numerics import signed_logsumexp
 from ..data import Gaussian
 from ._gaussian import default_rtol
@@ -43,17 +44,10 @@ class KernelMixture(eqx.Module):
     bandwidth: Float[Array, ""]
 
     def __init__(self, points: ArrayLike, s: ArrayLike = 1.0, bandwidth: ArrayLike = 1.0):
-        points = jnp.asarray(points)
-        if points.ndim != 2:
-            raise ValueError(f"`points` must have shape (N, d), got shape {points.shape}.")
-        if not jnp.issubdtype(points.dtype, jnp.floating):
-            raise TypeError(f"`points` must be floating point, got dtype {points.dtype}.")
+        points = check_points(jnp.asarray(points), "points")
         self.points = points
-        self.s = jnp.asarray(s, points.dtype)
-        self.bandwidth = jnp.asarray(bandwidth, points.dtype)
-        for name, value in (("s", self.s), ("bandwidth", self.bandwidth)):
-            if value.ndim:
-                raise ValueError(f"`{name}` must be a scalar, got shape {value.shape}.")
+        self.s = check_scalar(s, "s", points.dtype)
+        self.bandwidth = check_scalar(bandwidth, "bandwidth", points.dtype)
 
     @property
     def size(self) -> int:

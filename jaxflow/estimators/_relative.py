@@ -5,6 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from .._checks import check_choice
 from .._numerics import log_diff_exp, signed_logsumexp
 from ..data import Gaussian
 from ._kernel import (
@@ -211,13 +212,6 @@ def exact_relative(
     return combine_terms(log_terms, log_eta)
 
 
-def _check_arithmetic(arithmetic: str) -> None:
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(
-            f"`arithmetic` must be one of {', '.join(map(repr, ARITHMETICS))}, got {arithmetic!r}."
-        )
-
-
 @eqx.filter_jit
 def relative_distance(
     q: Gaussian,
@@ -264,7 +258,7 @@ def relative_distance(
     **Main arguments:**
 
     - `q`: the generated [`jaxflow.data.Gaussian`][], e.g. from
-      [`jaxflow.denoisers.one_step_gaussian`][].
+      [`jaxflow.flows.one_step_gaussian`][].
     - `train`: the training set's [`jaxflow.estimators.KernelMixture`][].
     - `reference`: a reference sample's [`jaxflow.estimators.KernelMixture`][] (the
       reference implementation used $N_O = 10^4$ points), or the sampling distribution
@@ -305,15 +299,15 @@ def relative_distance(
     jax.config.update("jax_enable_x64", True)
     d, n = 100, 75
     p = jaxflow.data.Gaussian.isotropic(d, mean=10.0)
-    x0, reference = p.sample(jr.key(0), n), p.sample(jr.key(1), 10_000)
-    xt = jaxflow.data.forward_jump(jr.key(2), x0, T=2.0, lam=1.0)
-    fit = jaxflow.denoisers.fit_affine(x0, xt)
-    q = jaxflow.denoisers.one_step_gaussian(fit, x0, T=2.0, lam=1.0)
+    x0, reference = p.sample(n, key=jr.key(0)), p.sample(10_000, key=jr.key(1))
+    xt = jaxflow.data.forward_jump(x0, key=jr.key(2), T=2.0, lam=1.0)
+    fit = jaxflow.training.fit_affine(x0, xt)
+    q = jaxflow.flows.one_step_gaussian(fit, x0, T=2.0, lam=1.0)
     delta = relative_distance(q, KernelMixture(x0), KernelMixture(reference))
     delta.sign, delta.log_abs, delta.certain   # sign of Delta, ln|Delta|, sign certain?
     ```
     """
-    _check_arithmetic(arithmetic)
+    check_choice(arithmetic, ARITHMETICS, "arithmetic")
     check_same_d(q, ("train", train), ("reference", reference))
     train = check_mixture(train, "train")
     if isinstance(reference, KernelMixture):

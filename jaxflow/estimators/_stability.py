@@ -10,11 +10,12 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from .._checks import check_positive, check_positive_int, check_scalar
 from .._custom_types import Point, PRNGKey, Sigma
 from .._numerics import inf_norm
 from ..data import Dataset
 from ..flows import map_chunks
-from ._hyperbox import as_training_set, check_positive
+from ._hyperbox import as_training_set
 from ._intervals import wilson_interval
 
 
@@ -200,13 +201,10 @@ def virtual_point_stability(
         raise ValueError(
             f"`sizes` must be non-empty, each in [0, {m}] (the number of edges); got {sizes}."
         )
-    if int(iterations) != iterations or iterations < 1:
-        raise ValueError(f"`iterations` must be a positive integer, got {iterations}.")
-    if max_subsets is not None and (int(max_subsets) != max_subsets or max_subsets < 1):
-        raise ValueError(f"`max_subsets` must be a positive integer, got {max_subsets}.")
-    sigma = jnp.asarray(sigma, dtype)
-    if sigma.ndim:
-        raise ValueError(f"`sigma` must be a scalar, got shape {sigma.shape}.")
+    iterations = check_positive_int(iterations, "iterations")
+    if max_subsets is not None:
+        max_subsets = check_positive_int(max_subsets, "max_subsets")
+    sigma = check_scalar(sigma, "sigma", dtype)
     tol = check_positive(tol, "tol")
     tol = 0.2 * np.min(np.linalg.norm(edges, axis=1)) if tol is None else tol
     tol = np.asarray(tol, dtype)

@@ -14,12 +14,11 @@ from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFor
 from tqdm.auto import tqdm
 
 from ..estimators import (
+    ARITHMETICS,
     kl_infinite_data,
-    relative_distance_sweep,
     RelativeDistance,
-    RelativeDistanceSweep,
 )
-from ..estimators._relative import ARITHMETICS
+from ..studies import relative_distance_sweep, RelativeDistanceSweep
 from . import _plotting as plot
 from ._base import AbstractPreset, param, Results
 from ._pieces import Pieces
@@ -57,7 +56,7 @@ def _transitions(sweep: RelativeDistanceSweep, key, confidence: float, resamples
     """n* (first and last upward crossing of 1/2) per convention, as plain floats."""
     out = {}
     for which in ("first", "last"):
-        point = sweep.transition(key, which=which, confidence=confidence, resamples=resamples)
+        point = sweep.transition(key=key, which=which, confidence=confidence, resamples=resamples)
         for c, convention in enumerate(sweep.conventions):
             out[which, convention] = {
                 "n_star": float(point.n_star[c]),
@@ -192,8 +191,8 @@ class _TransitionStudy(AbstractPreset):
 
         def compute():
             sweep = relative_distance_sweep(
-                key,
                 ns,
+                key=key,
                 d=d,
                 repetitions=self.reps,
                 reference_size=reference_size,

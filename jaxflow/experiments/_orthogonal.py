@@ -111,7 +111,7 @@ class _Setup(NamedTuple):
 def _setup(p) -> _Setup:
     dtype = _dtype(p.dtype)
     lengths = p.lengths[0] if len(p.lengths) == 1 else jnp.asarray(p.lengths, dtype)
-    points = orthogonal(None, p.d, p.n, lengths=lengths, dtype=dtype).points
+    points = orthogonal(p.n, p.d, lengths=lengths, dtype=dtype).points
     denoiser = MinNormOrthogonal(points, alpha=p.alpha)
     key = jr.key(p.seed)
     # The hyperbox centre sum_n x_n / 2 puts every coordinate of a start near a ramp's
@@ -119,7 +119,7 @@ def _setup(p) -> _Setup:
     centre = (
         0.5 * jnp.sum(points, axis=0) if p.start_centre == "box-centre" else jnp.zeros(p.d, dtype)
     )
-    starts = GaussianStarts(key, p.num_starts, centre, p.start_scale)
+    starts = GaussianStarts(centre, p.start_scale, num_starts=p.num_starts, key=key)
     tol = None if p.tol is None else jnp.asarray(p.tol, dtype)
     return _Setup(points, np.linalg.norm(np.asarray(points), axis=1), denoiser, key, starts, tol)
 
@@ -128,8 +128,8 @@ def _block(starts: GaussianStarts, first: int, size: int) -> tuple[Array, int]:
     """The block of `size` starts from `first` (the last one padded by repeating its final
     start, so that every block has one shape and the flow compiles once) and how many
     rows to keep."""
-    index = np.minimum(np.arange(first, first + size), starts.num - 1)
-    return starts.rows(index), min(size, starts.num - first)
+    index = np.minimum(np.arange(first, first + size), starts.num_starts - 1)
+    return starts.rows(index), min(size, starts.num_starts - first)
 
 
 class _Tally(NamedTuple):
@@ -180,7 +180,7 @@ def _tally(
         )._asdict()
 
     parts = []
-    for first in range(0, setup.starts.num, size):
+    for first in range(0, setup.starts.num_starts, size):
         parts.append(_Tally(**pieces(f"{tag}_starts{first}", lambda: block(first))))
         bar.update(len(parts[-1].labels))
     return _Tally(

@@ -3,10 +3,14 @@ bounded memory and sharded across the local devices."""
 
 from ._affine import gaussian_probability_flow as gaussian_probability_flow
 from ._chunking import blockwise as blockwise, map_chunks as map_chunks
-from ._heun import ExplicitHeun as ExplicitHeun
 from ._exact import (
     exact_probability_flow as exact_probability_flow,
     score_flow_limit as score_flow_limit,
+)
+from ._heun import ExplicitHeun as ExplicitHeun
+from ._one_step import (
+    COVARIANCE_CONVENTIONS as COVARIANCE_CONVENTIONS,
+    one_step_gaussian as one_step_gaussian,
 )
 from ._probability import (
     edm_vector_field as edm_vector_field,

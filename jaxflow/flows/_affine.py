@@ -5,10 +5,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..data import Gaussian
-from ..denoisers import AffineDenoiser, PiecewiseAffine
+from ..denoisers import AbstractAffineDenoiser, AffineDenoiser, PiecewiseAffine
+from ._heun import ExplicitHeun
 from ._integrate import as_solver, SOLVERS
 from ._probability import _check_levels
-from ._heun import ExplicitHeun
 from ._schedules import AbstractSchedule, as_schedule, Geometric
 
 
@@ -99,11 +99,11 @@ def gaussian_probability_flow(
     jax.config.update("jax_enable_x64", True)
     d, n, steps, sigma_min = 20, 60, 16, 0.002
     p = jaxflow.data.Gaussian.isotropic(d, mean=10.0)
-    x0 = p.sample(jr.key(0), n)
+    x0 = p.sample(n, key=jr.key(0))
 
     def kl(sigma_max):
         grid = jaxflow.flows.Karras().grid(sigma_max, jnp.asarray(sigma_min), steps)
-        denoiser = jaxflow.denoisers.wiener_piecewise_affine(x0, grid)
+        denoiser = jaxflow.training.wiener_piecewise_affine(x0, grid)
         start = jaxflow.data.ve_start(x0, sigma_max=sigma_max)
         q = jaxflow.flows.gaussian_probability_flow(
             denoiser, start, sigma_max=sigma_max, sigma_min=sigma_min, steps=steps,
@@ -116,7 +116,7 @@ def gaussian_probability_flow(
     """
     if not isinstance(start, Gaussian):
         raise ValueError(f"`start` must be a `jaxflow.data.Gaussian`, got {type(start).__name__}.")
-    if not isinstance(denoiser, AffineDenoiser | PiecewiseAffine):
+    if not isinstance(denoiser, AbstractAffineDenoiser):
         raise ValueError(
             "`denoiser` must be an `AffineDenoiser` or `PiecewiseAffine`, "
             f"got {type(denoiser).__name__}."

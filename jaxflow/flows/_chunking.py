@@ -23,7 +23,7 @@ BLOCK_SIZE = 4096
 
 
 def num_starts(y0: Float[Array, "batch d"] | GaussianStarts) -> int:
-    return y0.num if isinstance(y0, GaussianStarts) else y0.shape[0]
+    return y0.num_starts if isinstance(y0, GaussianStarts) else y0.shape[0]
 
 
 def _rows(y0, start: int, size: int) -> Float[Array, "size d"]:

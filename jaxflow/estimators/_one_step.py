@@ -1,0 +1,175 @@
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from .._checks import check_choice
+from ..data import Gaussian
+from ._gaussian import hellinger_squared, kl_divergence
+from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, spectrum
+from ._reference import (
+    reference_cross_term,
+    reference_from_terms,
+    reference_gaussian_terms,
+    reference_hellinger_squared,
+    reference_self_term,
+)
+from ._relative import (
+    ARITHMETICS,
+    combine_terms,
+    cross_terms,
+    gaussian_terms,
+    mixture_terms,
+    RelativeDistance,
+)
+
+
+def _row(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def one_step_distances(
+    qs: Gaussian,
+    x0s: Sequence[Float[Array, "_n d"]],
+    reference: Float[ArrayLike, "N d"] | None,
+    p: Gaussian,
+    *,
+    s: Float[ArrayLike, ""],
+    bandwidth: Float[ArrayLike, ""] = 1.0,
+    arithmetic: str = "exact",
+    gram_dtype=None,
+    block_size: int = 1024,
+) -> tuple[RelativeDistance, Float[Array, "grid conventions"], Float[Array, "grid conventions"]]:
+    r"""The relative distance $\Delta$ and the individual distances
+    $\mathrm{KL}(q \,\|\, p)$ and $H^2(q, p)$ of many generated Gaussians at once, sharing
+    every term that does not depend on $q$ ([H], Section 4;
+    [conventions](../docs/conventions.md#relative-distance)).
+
+    Row $g$ of `qs` holds the Gaussians generated from the training set `x0s[g]` under
+    each covariance convention of [`jaxflow.flows.one_step_gaussian`][] (the columns).
+    For each $q$,
+    $\Delta = D(q, p_S^\varepsilon) - D(q, r)$ with $S$ = `x0s[g]` and $r$ the kernel
+    mixture of `reference` (or $p$ itself when `reference` is `None`), as
+    [`jaxflow.estimators.relative_distance`][] computes it one $q$ at a time.
+
+    What is shared: the reference sample's $O(N_O^2 d)$ self-overlap (once for the whole
+    grid), each training set's self-overlap (once per row), the rotation of the reference
+    sample into the eigenbasis of $q$ (one matmul per row, truncated to the rank
+    $\min(n - 1, d)$ of $q$), and $\mathrm{KL}(q \,\|\, p)$: for an isotropic $p$ it
+    depends on $q$ only through its mean and the eigenvalues of its covariance, which
+    the conventions of one fit share, so it is computed once per row. Everything that sees
+    $q$ alone (eigendecompositions, KL, Hellinger) runs over the stacked $q$'s with
+    `jax.lax.map`: one compiled body however long the grid, and unbatched LAPACK calls.
+
+    **Arguments:**
+
+    - `qs`: the generated Gaussians, a [`jaxflow.data.Gaussian`][] with mean of shape
+      `(grid, conventions, d)`; the columns of a row must share mean and spectrum.
+    - `x0s`: the training sets, one per row, shapes `(n_g, d)` (sizes may differ).
+    - `reference`: the reference sample $O$, shape `(N_O, d)`, or `None` to compare
+      against $p$ itself.
+    - `p`: the sampling distribution, an isotropic [`jaxflow.data.Gaussian`][].
+    - `s`: its standard deviation, which sets the kernels' bandwidth.
+    - `bandwidth`: the bandwidth factor $c$, $\varepsilon = c\, s\, N^{-1/d}$. Default 1.
+    - `arithmetic`: `"exact"` (default) or `"reference"` ([H]'s reference
+      implementation's float32 arithmetic; pass `qs` computed in float32).
+    - `gram_dtype`: the dtype of the reference sample's Gram matmul; `None` (default) for
+      the working dtype. A float32 Gram matrix's rounding is bounded and reported in
+      each $\Delta$'s `certain`.
+    - `block_size`: the pairwise terms are formed in blocks of this many points.
+
+    **Returns:** `(relative, kl, hellinger)`: a [`jaxflow.estimators.RelativeDistance`][]
+    and two arrays, each of shape `(grid, conventions)`.
+    """
+    check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    grid, n_conv = qs.mean.shape[:2]
+    if len(x0s) != grid:
+        raise ValueError(
+            f"`x0s` must hold one training set per row of `qs` ({grid}), got {len(x0s)}."
+        )
+    flat = jax.tree.map(lambda x: x.reshape((grid * n_conv,) + x.shape[2:]), qs)
+    if arithmetic == "exact":
+        out = _exact(flat, x0s, n_conv, reference, p, s, bandwidth, gram_dtype, block_size)
+    else:
+        out = _reference(flat, x0s, reference, p, s, bandwidth)
+    return jax.tree.map(lambda x: x.reshape((grid, n_conv) + x.shape[1:]), out)
+
+
+def _exact(qs, x0s, n_conv, reference, p, s, bandwidth, gram_dtype, block_size):
+    d = p.mean.shape[-1]
+    dtype = p.mean.dtype
+    specs = jax.lax.map(spectrum, qs)
+    kl = jax.lax.map(lambda q: kl_divergence(q, p), _row(qs, slice(None, None, n_conv)))
+    hellinger = jax.lax.map(lambda q: hellinger_squared(q, p), qs)
+    if reference is None:
+        ref_terms = gaussian_terms(p, dtype)
+        lse, eta = jax.lax.map(lambda q: log_gaussian_cross(q, p), qs)
+        ref_cross = (math.log(2.0) + lse, eta)
+    else:
+        ref = KernelMixture(reference, s, bandwidth)
+        ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
+        # One matmul per row rotates the reference sample for every convention: q has rank
+        # at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
+        crosses = []
+        for g, x0 in enumerate(x0s):
+            rank = min(x0.shape[0] - 1, d)
+            row = [_row(specs, g * n_conv + c) for c in range(n_conv)]
+            crosses += log_cross_shared(row, [rank] * n_conv, reference, [ref.eps2] * n_conv)
+        lse, eta = (jnp.stack(x) for x in zip(*crosses))
+        ref_cross = (math.log(2.0) + lse - math.log(ref.size), eta)
+    log_terms, log_eta = [], []
+    for g, x0 in enumerate(x0s):
+        train = KernelMixture(x0, s, bandwidth)
+        train_terms = mixture_terms(train, dtype, gram_dtype=None, block_size=block_size)
+        for c in range(n_conv):
+            i = g * n_conv + c
+            cross, cross_eta = cross_terms(_row(specs, i), train, dtype)
+            terms = (
+                train_terms.self_diagonal,
+                ref_terms.self_diagonal,
+                train_terms.pairs,
+                ref_terms.pairs,
+            )
+            etas = (
+                train_terms.self_eta,
+                ref_terms.self_eta,
+                train_terms.pairs_eta,
+                ref_terms.pairs_eta,
+            )
+            log_terms.append(jnp.stack([*terms, cross, ref_cross[0][i]]))
+            log_eta.append(jnp.stack([*etas, cross_eta, ref_cross[1][i]]))
+    rels = jax.vmap(combine_terms)(jnp.stack(log_terms), jnp.stack(log_eta))
+    return rels, jnp.repeat(kl, n_conv), hellinger
+
+
+def _reference(qs, x0s, reference, p, s, bandwidth):
+    # The reference arithmetic is float32 throughout.
+    f32 = jnp.float32
+    d = p.mean.shape[-1]
+    p = Gaussian(p.mean.astype(f32), p.cov.astype(f32))
+    n_conv = qs.mean.shape[0] // len(x0s)
+    train_self, train_cross = [], []
+    for g, x0 in enumerate(x0s):
+        train = KernelMixture(x0.astype(f32), s, bandwidth)
+        self_term = reference_self_term(train)
+        for c in range(n_conv):
+            train_self.append(self_term)
+            train_cross.append(reference_cross_term(_row(qs, g * n_conv + c), train))
+    train_self, train_cross = jnp.stack(train_self), jnp.stack(train_cross)
+    if reference is None:
+        ref_self, ref_cross = jax.lax.map(lambda q: reference_gaussian_terms(q, p), qs)
+    else:
+        ref = KernelMixture(jnp.asarray(reference).astype(f32), s, bandwidth)
+        ref_cross = jax.lax.map(lambda q: reference_cross_term(q, ref), qs)
+        ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
+    rels = jax.vmap(
+        lambda a, b, c, e: RelativeDistance.bounded(
+            *reference_from_terms(a, b, c, e, d), "reference"
+        )
+    )(train_self, train_cross, ref_self, ref_cross)
+    kl, hellinger = jax.lax.map(
+        lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), qs
+    )
+    return rels, kl, hellinger

@@ -1,0 +1,474 @@
+import dataclasses
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
+from tqdm.auto import tqdm
+
+from .._checks import check_choice, check_positive_int, check_scalar, positive_scalars
+from .._custom_types import PRNGKey
+from ..data import forward_jump, Gaussian
+from ..estimators import (
+    ARITHMETICS,
+    one_step_distances,
+    RelativeDistance,
+    transition_point,
+    transition_probability,
+    TransitionPoint,
+    TransitionProbability,
+)
+from ..flows import COVARIANCE_CONVENTIONS, one_step_gaussian
+from ..training import fit_affine
+
+
+# ---------------------------------------------------------------------------------------
+# Drawing the inputs of one cell (repetition, n): fixed by the key, the repetition and n.
+# ---------------------------------------------------------------------------------------
+
+# fold_in tags: the reference sample of a repetition uses 0, the cell of size n uses n.
+_REFERENCE_TAG = 0
+
+
+def _draw(key: PRNGKey, n: int, d: int, m, s, dtype) -> Float[Array, "n d"]:
+    return m + s * jr.normal(key, (n, d), dtype)
+
+
+def _cell_inputs(key_rep, n: int, d: int, m, s, T, lam, draws: int, dtype):
+    k_x, k_z = jr.split(jr.fold_in(key_rep, n))
+    x0 = _draw(k_x, n, d, m, s, dtype)
+    return x0, forward_jump(x0, key=k_z, T=T, lam=lam, draws=draws)
+
+
+def _check_grid(ns: Sequence[int]) -> tuple[int, ...]:
+    ns = tuple(int(n) for n in ns)
+    if not ns or any(n < 2 for n in ns) or list(ns) != sorted(set(ns)):
+        raise ValueError(f"`ns` must be increasing training-set sizes, each >= 2, got {ns}.")
+    return ns
+
+
+def sweep_inputs(
+    repetition: int,
+    n: int,
+    *,
+    key: PRNGKey,
+    d: int,
+    m: Real[ArrayLike, ""] = 10.0,
+    s: Real[ArrayLike, ""] = 1.0,
+    T: Real[ArrayLike, ""] = 2.0,
+    lam: Real[ArrayLike, ""] = 1.0,
+    reference_size: int | None = 10_000,
+    draws: int = 1,
+) -> tuple[Float[Array, "n d"], Float[Array, "n draws d"], Float[Array, "N d"] | None]:
+    r"""The inputs of one cell of [`jaxflow.studies.relative_distance_sweep`][]: the
+    training set, its noisy copies and the reference sample, exactly as the sweep drew
+    them, so that any cell can be recomputed (by
+    [`jaxflow.studies.relative_distance_arrays`][] or another implementation).
+
+    Repetition $r$ uses the key `jr.fold_in(key, r)`; its reference sample
+    $O \sim p^{N_O}$ comes from `fold_in(·, 0)` and is shared by every $n$ of the
+    repetition; the training set of size $n$ and its noise come from `fold_in(·, n)`,
+    so a cell does not depend on the rest of the grid. Points are
+    $m\mathbf 1 + s z$, $z \sim \mathcal N(0, I_d)$, in the default float dtype.
+
+    **Returns:** `(x0, xt, reference)`, shapes `(n, d)`, `(n, draws, d)` and
+    `(reference_size, d)` (`None` when `reference_size` is `None`).
+    """
+    dtype = jnp.result_type(float)
+    key_rep = jr.fold_in(key, repetition)
+    x0, xt = _cell_inputs(
+        key_rep, int(n), d, jnp.asarray(m, dtype), jnp.asarray(s, dtype), T, lam, draws, dtype
+    )
+    if reference_size is None:
+        return x0, xt, None
+    reference = _draw(jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, m, s, dtype)
+    return x0, xt, reference
+
+
+# ---------------------------------------------------------------------------------------
+# One repetition: every n of the grid and every convention, one reference sample.
+# ---------------------------------------------------------------------------------------
+
+
+class _Model(eqx.Module):
+    m: Float[Array, ""]
+    s: Float[Array, ""]
+    T: Float[Array, ""]
+    lam: Float[Array, ""]
+    bandwidth: Float[Array, ""]
+
+
+def _p(model: _Model, d: int) -> Gaussian:
+    return Gaussian.isotropic(d, model.m, model.s, dtype=model.m.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cells:
+    """What the cells of a repetition compute (static: hashable, part of the compiled
+    program)."""
+
+    d: int
+    conventions: tuple[str, ...]
+    arithmetic: str
+    gram_dtype: object
+    block_size: int
+
+    def __call__(self, x0s, xts, reference, model: _Model):
+        """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p)."""
+        p = _p(model, self.d)
+        T, lam = model.T, model.lam
+        if self.arithmetic == "reference":
+            # The reference arithmetic is float32 throughout, from the fit on; its inputs
+            # are the same draws as the exact arithmetic's, so the two can be compared
+            # cell by cell.
+            f32 = jnp.float32
+            x0s = [x0.astype(f32) for x0 in x0s]
+            xts = [xt.astype(f32) for xt in xts]
+            T, lam = T.astype(f32), lam.astype(f32)
+        qs = []
+        for x0, xt in zip(x0s, xts):
+            denoiser = fit_affine(x0, xt)
+            qs.append(
+                _stack(
+                    [
+                        one_step_gaussian(denoiser, x0, T=T, lam=lam, convention=c)
+                        for c in self.conventions
+                    ]
+                )
+            )
+        return one_step_distances(
+            _stack(qs),
+            x0s,
+            reference,
+            p,
+            s=model.s,
+            bandwidth=model.bandwidth,
+            arithmetic=self.arithmetic,
+            gram_dtype=self.gram_dtype,
+            block_size=self.block_size,
+        )
+
+
+def _stack(rows):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+
+
+@eqx.filter_jit
+def _sweep_chunk(key, repetitions, model, cells: _Cells, *, ns, reference_size, draws):
+    d, dtype = cells.d, model.m.dtype
+
+    def one(r):
+        key_rep = jr.fold_in(key, r)
+        inputs = [
+            _cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
+            for n in ns
+        ]
+        reference = None
+        if reference_size is not None:
+            reference = _draw(
+                jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
+            )
+        return cells([x for x, _ in inputs], [x for _, x in inputs], reference, model)
+
+    # lax.map, not vmap, for memory: each repetition holds its reference sample's
+    # pairwise blocks, and its heavy steps are matmuls of a thousand rows or more, which
+    # use every core one repetition at a time.
+    return jax.lax.map(one, repetitions)
+
+
+@eqx.filter_jit
+def _arrays_cells(x0, xt, reference, model, cells: _Cells):
+    # One repetition at a time, as in `_sweep_chunk`.
+    if reference is None:
+        return jax.lax.map(lambda ab: cells([ab[0]], [ab[1]], None, model), (x0, xt))
+    return jax.lax.map(lambda abc: cells([abc[0]], [abc[1]], abc[2], model), (x0, xt, reference))
+
+
+# ---------------------------------------------------------------------------------------
+# Results.
+# ---------------------------------------------------------------------------------------
+
+
+class RelativeDistanceSweep(eqx.Module):
+    r"""The relative distance $\Delta$ and the individual distances of [H]'s one-step model
+    over repetitions, training-set sizes and covariance conventions, from
+    [`jaxflow.studies.relative_distance_sweep`][] or
+    [`jaxflow.studies.relative_distance_arrays`][].
+
+    **Fields:**
+
+    - `ns`: the training-set sizes (the grid).
+    - `conventions`: the covariance conventions of
+      [`jaxflow.flows.one_step_gaussian`][], in order.
+    - `arithmetic`: `"exact"` or `"reference"`.
+    - `reference_size`: $N_O$, or `None` when $\Delta$ compares against $p$ itself.
+    - `relative`: a [`jaxflow.estimators.RelativeDistance`][] with arrays of shape
+      `(repetitions, len(ns), len(conventions))`.
+    - `kl`: $\mathrm{KL}(q \,\|\, p)$, same shape ($+\infty$ while $n \le d$).
+    - `hellinger`: $H^2(q, p)$, same shape (the reference's own formula under
+      `arithmetic="reference"`).
+    - `recomputed`: how many repetitions were recomputed with a float64 Gram matrix
+      because the float32 one left a sign of $\Delta$ uncertain.
+    """
+
+    ns: tuple[int, ...] = eqx.field(static=True)
+    conventions: tuple[str, ...] = eqx.field(static=True)
+    arithmetic: str = eqx.field(static=True)
+    reference_size: int | None = eqx.field(static=True)
+    relative: RelativeDistance
+    kl: Float[Array, "repetitions grid conventions"]
+    hellinger: Float[Array, "repetitions grid conventions"]
+    recomputed: int = eqx.field(static=True, default=0)
+
+    @property
+    def positive(self) -> Bool[Array, "repetitions grid conventions"]:
+        r"""$\Delta > 0$ per cell."""
+        return self.relative.sign > 0
+
+    def probability(self, confidence: float = 0.95) -> TransitionProbability:
+        r"""$P(\Delta > 0)$ per $(n, \text{convention})$ with a Wilson interval
+        ([`jaxflow.estimators.transition_probability`][])."""
+        return transition_probability(
+            self.positive, certain=self.relative.certain, confidence=confidence
+        )
+
+    def transition(self, *, key: PRNGKey, **kwargs) -> TransitionPoint:
+        """[`jaxflow.estimators.transition_point`][] for each convention; keyword
+        arguments are passed on. Fields gain a trailing axis over conventions."""
+        keys = jr.split(key, len(self.conventions))
+        points = [
+            transition_point(self.ns, self.positive[:, :, c], key=keys[c], **kwargs)
+            for c in range(len(self.conventions))
+        ]
+        return jax.tree.map(lambda *xs: jnp.stack(xs, axis=-1), *points)
+
+
+def _check_options(conventions, arithmetic, reference_size, draws, d):
+    conventions = tuple(conventions)
+    if not conventions or any(c not in COVARIANCE_CONVENTIONS for c in conventions):
+        raise ValueError(
+            f"`conventions` must be a non-empty tuple from {COVARIANCE_CONVENTIONS}, "
+            f"got {conventions}."
+        )
+    check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    if reference_size is not None and (check_positive_int(reference_size, "reference_size") < 2):
+        raise ValueError(f"`reference_size` must be an int >= 2 or None, got {reference_size!r}.")
+    check_positive_int(draws, "draws")
+    check_positive_int(d, "d")
+    return conventions
+
+
+def _model(m, s, T, lam, bandwidth) -> _Model:
+    dtype = jnp.result_type(float)
+    m = check_scalar(m, "m", dtype)
+    s, T, lam, bandwidth = positive_scalars(
+        dtype, "relative_distance_sweep", s=s, T=T, lam=lam, bandwidth=bandwidth
+    )
+    return _Model(m, s, T, lam, bandwidth)
+
+
+def relative_distance_sweep(
+    ns: Sequence[int],
+    *,
+    key: PRNGKey,
+    d: int,
+    repetitions: int = 300,
+    reference_size: int | None = 10_000,
+    m: Real[ArrayLike, ""] = 10.0,
+    s: Real[ArrayLike, ""] = 1.0,
+    T: Real[ArrayLike, ""] = 2.0,
+    lam: Real[ArrayLike, ""] = 1.0,
+    draws: int = 1,
+    conventions: Sequence[str] = COVARIANCE_CONVENTIONS,
+    arithmetic: str = "exact",
+    bandwidth: Real[ArrayLike, ""] = 1.0,
+    gram_dtype=jnp.float32,
+    chunk_size: int = 8,
+    block_size: int = 1024,
+    progress: bool = False,
+) -> RelativeDistanceSweep:
+    r"""The relative distance $\Delta$ of [H] (SCIENCE.md H3) over $R$ independent
+    repetitions and a grid of training-set sizes, with the individual distances of $q$
+    to $p$ on the same grid.
+
+    Each repetition draws a reference sample $O \sim p^{N_O}$ and, for each $n$, a
+    training set $S \sim p^n$ and its noise, fits the affine one-step denoiser
+    ([`jaxflow.training.fit_affine`][]) and forms the generated
+    $q = \mathcal N(\mu_g, \Sigma_g)$ under each covariance convention
+    ([`jaxflow.flows.one_step_gaussian`][]); then
+    $\Delta = D(q, p_S^\varepsilon) - D(q, p_O^\varepsilon)$
+    ([`jaxflow.estimators.relative_distance`][]), $\mathrm{KL}(q \,\|\, p)$ and $H^2(q, p)$.
+    Here $p = \mathcal N(m\mathbf 1, s^2 I_d)$. Every repetition has new data, reference
+    and noise; within a repetition the $n$ of the grid share the reference sample
+    (*choice*: it costs $O(N_O^2 d)$ and does not depend on $n$; each $n$'s
+    $P(\Delta > 0)$ is still a mean over independent repetitions) and the conventions
+    share the fit, so they differ only by the covariance. The inputs of any cell are
+    those of [`jaxflow.studies.sweep_inputs`][]; the distances of each repetition are
+    [`jaxflow.estimators.one_step_distances`][].
+
+    The repetitions of a chunk run as one jit-compiled computation, looped with
+    `jax.lax.map` rather than `jax.vmap` (the costly steps are large matmuls, which use
+    every core one repetition at a time, and a batch of repetitions would hold a batch
+    of reference samples' pairwise blocks). Chunks have a fixed size, so the
+    computation compiles once per configuration. The unrolled part of the program grows
+    with the grid; the steps that see $q$ alone (eigendecompositions, KL, Hellinger) run
+    once over the stacked $q$'s of the whole grid.
+
+    Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
+    conventions): about 45 s on 2 CPU cores, most of it the reference sample's
+    $O(N_O^2 d)$ pairwise term, plus some 10 s of compilation (`benchmarks/linear.py`).
+
+    **Main arguments:**
+
+    - `key`: PRNG key; the same key gives the same numbers.
+    - `ns`: the increasing training-set sizes, each $\ge 2$.
+    - `d`: the dimension. [H] used 100.
+    - `repetitions`: $R$; [H] used 300.
+    - `reference_size`: $N_O$ ([H]: $10^4$), or `None` to compare against $p$ itself.
+
+    **Other arguments:**
+
+    - `m`, `s`: $p$'s mean (every coordinate) and standard deviation. Defaults 10, 1.
+    - `T`, `lam`: the forward process's time and noise scale. Defaults 2, 1.
+    - `draws`: noise draws per training point. Default 1.
+    - `conventions`: covariance conventions to evaluate. Default both.
+    - `arithmetic`: `"exact"` (default) or `"reference"` (the reference
+      implementation's float32 arithmetic, see [`jaxflow.estimators.relative_distance`][]).
+    - `bandwidth`: the kernel bandwidth factor $c$, $\varepsilon = c\,s\,N^{-1/d}$. Default 1.
+    - `gram_dtype`: the dtype of the reference sample's Gram matmul, the one
+      $O(N_O^2 d)$ step. Default float32, about twice as fast on CPU: its rounding is
+      bounded at run time, and any repetition with a sign of $\Delta$ that the bound
+      leaves uncertain is recomputed in float64 (counted in `recomputed`), so every
+      reported sign is what float64 gives. `None`: the working dtype throughout.
+    - `chunk_size`: repetitions per compiled call (a progress-bar step; any size compiles
+      once). Default 8.
+    - `block_size`: the pairwise terms are formed in blocks of this many points.
+    - `progress`: show a progress bar over chunks.
+
+    **Returns:** a [`jaxflow.studies.RelativeDistanceSweep`][];
+    `.probability()` gives $P(\Delta > 0)$ with Wilson intervals and `.transition(key)`
+    the crossing point $n^*$.
+
+    **Raises:** `ValueError` for a malformed grid or option; an `EquinoxRuntimeError`
+    for non-positive `s`, `T`, `lam` or `bandwidth`.
+
+    **Example:** [H]'s reference sweep.
+
+    ```python
+    import jax, jax.random as jr
+    import jaxflow
+
+    jax.config.update("jax_enable_x64", True)
+    sweep = jaxflow.studies.relative_distance_sweep((25, 50, 75, 100), key=jr.key(0), d=100)
+    prob = sweep.probability()               # P(Delta > 0), Wilson intervals: (n, convention)
+    point = sweep.transition(key=jr.key(1))  # n* per convention, bootstrap interval
+    ```
+    """
+    ns = _check_grid(ns)
+    conventions = _check_options(conventions, arithmetic, reference_size, draws, d)
+    repetitions = check_positive_int(repetitions, "repetitions")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    model = _model(m, s, T, lam, bandwidth)
+    cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
+    grid = dict(ns=ns, reference_size=reference_size, draws=draws)
+    fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
+    size = min(chunk_size, repetitions)
+
+    def run(indices, gram):
+        pieces = []
+        starts = range(0, len(indices), size)
+        for start in tqdm(
+            starts,
+            desc="relative distance",
+            unit="chunk",
+            disable=not progress or len(starts) == 1,
+            leave=False,  # an inner bar when a preset loops over sweeps
+        ):
+            chunk = np.asarray(indices[start : start + size])
+            keep = len(chunk)
+            chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
+            out = _sweep_chunk(key, jnp.asarray(chunk), model, cells(gram), **grid)
+            pieces.append(jax.tree.map(lambda x: x[:keep], out))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
+
+    relative, kl, hellinger = run(np.arange(repetitions), gram_dtype if fast else None)
+    recomputed = 0
+    if fast:
+        # Recompute, with a float64 Gram matrix, every repetition that has a sign the
+        # float32 bound leaves uncertain; the rest are certain already.
+        redo = np.flatnonzero(~np.all(np.asarray(relative.certain), axis=(1, 2)))
+        if redo.size:
+            again = run(redo, None)
+            relative, kl, hellinger = jax.tree.map(
+                lambda old, new: old.at[redo].set(new), (relative, kl, hellinger), again
+            )
+            recomputed = int(redo.size)
+    return RelativeDistanceSweep(
+        ns=ns,
+        conventions=conventions,
+        arithmetic=arithmetic,
+        reference_size=reference_size,
+        relative=relative,
+        kl=kl,
+        hellinger=hellinger,
+        recomputed=recomputed,
+    )
+
+
+def relative_distance_arrays(
+    x0: Float[ArrayLike, "repetitions n d"],
+    xt: Float[ArrayLike, "repetitions n draws d"],
+    reference: Float[ArrayLike, "repetitions N d"] | None,
+    *,
+    m: Real[ArrayLike, ""] = 10.0,
+    s: Real[ArrayLike, ""] = 1.0,
+    T: Real[ArrayLike, ""] = 2.0,
+    lam: Real[ArrayLike, ""] = 1.0,
+    conventions: Sequence[str] = COVARIANCE_CONVENTIONS,
+    arithmetic: str = "exact",
+    bandwidth: Real[ArrayLike, ""] = 1.0,
+    gram_dtype=None,
+    block_size: int = 1024,
+) -> RelativeDistanceSweep:
+    r"""[`jaxflow.studies.relative_distance_sweep`][] on given arrays, for one $n$: the
+    training sets, their noisy copies and the reference samples of $R$ repetitions
+    (e.g. saved ones, or those of [`jaxflow.studies.sweep_inputs`][]), so that any
+    result can be recomputed from its inputs.
+
+    **Arguments:** `x0` of shape `(R, n, d)`, `xt` of shape `(R, n, draws, d)`,
+    `reference` of shape `(R, N_O, d)` or `None` (compare against $p$); the rest as in
+    [`jaxflow.studies.relative_distance_sweep`][] (`gram_dtype` defaults to the
+    working dtype here, and nothing is recomputed).
+
+    **Returns:** a [`jaxflow.studies.RelativeDistanceSweep`][] with `ns = (n,)`.
+    """
+    x0, xt = jnp.asarray(x0), jnp.asarray(xt)
+    if x0.ndim != 3 or not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ValueError(
+            f"`x0` must be a floating array of shape (R, n, d), got {x0.dtype} {x0.shape}."
+        )
+    r, n, d = x0.shape
+    if xt.ndim != 4 or xt.shape[:2] != (r, n) or xt.shape[3] != d:
+        raise ValueError(f"`xt` must have shape ({r}, {n}, draws, {d}), got {xt.shape}.")
+    if reference is not None:
+        reference = jnp.asarray(reference)
+        if reference.ndim != 3 or reference.shape[0] != r or reference.shape[2] != d:
+            raise ValueError(f"`reference` must have shape ({r}, N_O, {d}), got {reference.shape}.")
+    conventions = _check_options(
+        conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
+    )
+    model = _model(m, s, T, lam, bandwidth)
+    cells = _Cells(d, conventions, arithmetic, gram_dtype, block_size)
+    relative, kl, hellinger = _arrays_cells(x0, xt, reference, model, cells)
+    return RelativeDistanceSweep(
+        ns=(n,),
+        conventions=conventions,
+        arithmetic=arithmetic,
+        reference_size=None if reference is None else reference.shape[1],
+        relative=relative,
+        kl=kl,
+        hellinger=hellinger,
+    )
