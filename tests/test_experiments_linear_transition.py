@@ -6,8 +6,8 @@ import dataclasses
 import jax.random as jr
 import numpy as np
 import pytest
-from jaxflow.studies import relative_distance_sweep
 from jaxflow.experiments import apply_overrides, ConfigError, get_preset, write_results
+from jaxflow.studies import relative_distance_sweep
 from matplotlib.figure import Figure
 
 
