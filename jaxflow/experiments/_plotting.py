@@ -155,7 +155,8 @@ def class_curves(
 ) -> None:
     """Each endpoint class's fraction against the swept parameter `x_key`, with its
     Wilson interval as error bars and a band; classes never observed (and never
-    predicted) are left out of the plot when `hide_empty`."""
+    predicted) are left out of the plot when `hide_empty`, else drawn as flat zero lines
+    and marked "none" in the legend."""
     for name in CLASS_NAMES:
         sub = sorted((r for r in rows if r["class"] == name), key=lambda r: r[x_key])
         if not sub:
@@ -172,13 +173,15 @@ def class_curves(
         ax.errorbar(
             x,
             f,
-            zorder=4,  # above the exact markers, which it usually covers exactly
+            # Above the exact markers, which it usually covers exactly; an empty class
+            # below the others, so that its zero line hides no observed one.
+            zorder=4 if observed or predicted else 2,
             yerr=interval_errors(f, lo, hi),
             color=colour,
             marker="o",
             ms=4,
             capsize=3,
-            label=CLASS_LABELS[name],
+            label=CLASS_LABELS[name] + ("" if observed or predicted else ": none"),
         )
         ax.fill_between(x, lo, hi, color=colour, alpha=0.2, linewidth=0)
         if exact_key is not None:
