@@ -2,7 +2,14 @@
 shallow ReLU denoisers, their score and probability flows, and virtual-point stability."""
 
 from ._orthogonal_stability import OrthogonalStability
+from ._probability_flow import OrthogonalProbabilityFlow
+from ._score_flow import OrthogonalScoreFlow
 from ._simplex_stability import ObtuseSimplexStability
 
 
-PRESETS: tuple = (OrthogonalStability, ObtuseSimplexStability)
+PRESETS: tuple = (
+    OrthogonalScoreFlow,
+    OrthogonalProbabilityFlow,
+    OrthogonalStability,
+    ObtuseSimplexStability,
+)
