@@ -372,3 +372,31 @@ def test_empirical_optimal_refuses_nonpositive_sigma_and_bad_points():
     with without_runtime_typechecks():
         with pytest.raises(ValueError, match=r"`points` must have shape \(n, d\)"):
             jf.EmpiricalOptimal(jnp.ones(4))
+
+
+def test_capability_classes():
+    # The flows test capabilities, not concrete classes.
+    d = 4
+    affine = jf.denoisers.AffineDenoiser(jnp.eye(d), jnp.zeros(d))
+    piecewise = jf.denoisers.PiecewiseAffine(
+        jnp.asarray([0.1, 1.0]), jnp.stack([jnp.eye(d), 2 * jnp.eye(d)]), jnp.ones((2, d))
+    )
+    for denoiser in (affine, piecewise):
+        assert isinstance(denoiser, jf.denoisers.AbstractAffineDenoiser)
+    y = jnp.arange(d, dtype=float)
+    np.testing.assert_array_equal(piecewise(y, 0.9), 2 * y + 1)
+    np.testing.assert_array_equal(affine(y, 0.9), y)
+
+    points = jnp.eye(3, d) * jnp.asarray([1.0, 2.0, 3.0])[:, None]
+    orthogonal = jf.MinNormOrthogonal(points)
+    simplex = jf.MinNormObtuseSimplex(jf.data.obtuse_simplex(3, d).points)
+    for denoiser in (orthogonal, simplex):
+        assert isinstance(denoiser, jf.denoisers.AbstractClosedFormMinNorm)
+        assert not isinstance(denoiser, jf.denoisers.AbstractAffineDenoiser)
+        lengths = jnp.linalg.norm(denoiser.edges, axis=1)
+        np.testing.assert_allclose(denoiser.max_sigma, jnp.min(lengths) / (2 * denoiser.alpha))
+    np.testing.assert_array_equal(orthogonal.apex, jnp.zeros(d))
+    np.testing.assert_array_equal(orthogonal.edges, points)
+    np.testing.assert_array_equal(simplex.apex, simplex.points[0])
+    np.testing.assert_array_equal(simplex.edges, simplex.points[1:] - simplex.points[0])
+    assert not isinstance(jf.EmpiricalOptimal(points), jf.denoisers.AbstractClosedFormMinNorm)

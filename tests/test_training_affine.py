@@ -64,12 +64,12 @@ def test_fit_matches_lstsq(getkey, n, k, d):
 
 
 def test_fit_vmaps_over_repetitions(getkey):
-    n, d, reps = 4, 5, 3
-    x0 = jr.normal(getkey(), (reps, n, d))
-    keys = jr.split(getkey(), reps)
+    n, d, repetitions = 4, 5, 3
+    x0 = jr.normal(getkey(), (repetitions, n, d))
+    keys = jr.split(getkey(), repetitions)
     xt = jax.vmap(lambda k, x: forward_jump(x, key=k, T=1.0, lam=1.0))(keys, x0)
     dens = jax.vmap(fit_affine)(x0, xt)
-    for r in range(reps):
+    for r in range(repetitions):
         w, b = np_fit(x0[r], xt[r])
         np.testing.assert_allclose(dens.weight[r], w, rtol=1e-8, atol=1e-10)
 
@@ -285,7 +285,7 @@ def test_grad_multistep_kl_wrt_sigma_max(getkey, solver, fitted):
 def test_kl_falls_monotonically_once_n_exceeds_d(getkey):
     # SCIENCE.md H2: KL(q || p) is infinite while n <= d (q degenerate), then falls
     # with n towards KL_inf. Median over repetitions at d = 10.
-    d, T, lam, reps = 10, 2.0, 1.0, 32
+    d, T, lam, repetitions = 10, 2.0, 1.0, 32
     p = Gaussian.isotropic(d, mean=10.0)
 
     @jax.jit
@@ -299,7 +299,7 @@ def test_kl_falls_monotonically_once_n_exceeds_d(getkey):
 
     medians = []
     for n in [5, 10, 11, 12, 15, 20, 40, 100, 400]:
-        keys = jr.split(getkey(), reps)
+        keys = jr.split(getkey(), repetitions)
         medians.append(float(np.median(jax.vmap(kl, (0, None))(keys, jnp.zeros(n)))))
     assert np.all(np.isinf(medians[:2]))
     finite = np.array(medians[2:])

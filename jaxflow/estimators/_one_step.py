@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_choice
+from .._workarounds import map_lapack
 from ..data import Gaussian
 from ._gaussian import hellinger_squared, kl_divergence
 from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, spectrum
@@ -61,7 +62,8 @@ def one_step_distances(
     depends on $q$ only through its mean and the eigenvalues of its covariance, which
     the conventions of one fit share, so it is computed once per row. Everything that sees
     $q$ alone (eigendecompositions, KL, Hellinger) runs over the stacked $q$'s with
-    `jax.lax.map`: one compiled body however long the grid, and unbatched LAPACK calls.
+    `jaxflow._workarounds.map_lapack`: `jax.vmap`, except on XLA:CPU, where a batched
+    LAPACK call can deadlock and it loops with `jax.lax.map` instead.
 
     **Arguments:**
 
@@ -100,12 +102,12 @@ def one_step_distances(
 def _exact(qs, x0s, n_conv, reference, p, s, bandwidth, gram_dtype, block_size):
     d = p.mean.shape[-1]
     dtype = p.mean.dtype
-    specs = jax.lax.map(spectrum, qs)
-    kl = jax.lax.map(lambda q: kl_divergence(q, p), _row(qs, slice(None, None, n_conv)))
-    hellinger = jax.lax.map(lambda q: hellinger_squared(q, p), qs)
+    specs = map_lapack(spectrum, qs)
+    kl = map_lapack(lambda q: kl_divergence(q, p), _row(qs, slice(None, None, n_conv)))
+    hellinger = map_lapack(lambda q: hellinger_squared(q, p), qs)
     if reference is None:
         ref_terms = gaussian_terms(p, dtype)
-        lse, eta = jax.lax.map(lambda q: log_gaussian_cross(q, p), qs)
+        lse, eta = map_lapack(lambda q: log_gaussian_cross(q, p), qs)
         ref_cross = (math.log(2.0) + lse, eta)
     else:
         ref = KernelMixture(reference, s, bandwidth)
@@ -159,17 +161,17 @@ def _reference(qs, x0s, reference, p, s, bandwidth):
             train_cross.append(reference_cross_term(_row(qs, g * n_conv + c), train))
     train_self, train_cross = jnp.stack(train_self), jnp.stack(train_cross)
     if reference is None:
-        ref_self, ref_cross = jax.lax.map(lambda q: reference_gaussian_terms(q, p), qs)
+        ref_self, ref_cross = map_lapack(lambda q: reference_gaussian_terms(q, p), qs)
     else:
         ref = KernelMixture(jnp.asarray(reference).astype(f32), s, bandwidth)
-        ref_cross = jax.lax.map(lambda q: reference_cross_term(q, ref), qs)
+        ref_cross = map_lapack(lambda q: reference_cross_term(q, ref), qs)
         ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
     rels = jax.vmap(
         lambda a, b, c, e: RelativeDistance.bounded(
             *reference_from_terms(a, b, c, e, d), "reference"
         )
     )(train_self, train_cross, ref_self, ref_cross)
-    kl, hellinger = jax.lax.map(
+    kl, hellinger = map_lapack(
         lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), qs
     )
     return rels, kl, hellinger
