@@ -14,19 +14,22 @@ def gaussian_log_weights(
     r"""The logits $-(|y - x_n|^2 - \min_m |y - x_m|^2) / (2\sigma^2)$ of the posterior
     weights of $x_n$ under $\frac1N \sum_n \mathcal{N}(x_n, \sigma^2 I)$.
 
-    Two traps are avoided. Dividing $y - x_n$ by $\sigma$ *before* squaring keeps tiny
-    $\sigma$ finite (in float32 $\sigma^2$ underflows near $10^{-23}$, and the expanded
-    form $|y|^2 - 2 y \cdot x + |x|^2$ loses every digit near a data point). Squaring
-    after a further division by the largest component, and giving the nearest point the
-    logit 0 exactly, keeps the maximum finite even when $|y - x_n|^2 / \sigma^2$ overflows:
-    the other logits then become $-\infty$, never NaN.
+    Three traps are avoided. The squared distances are summed from the differences
+    divided by their largest component $M = \max_{n,i} |y_i - x_{n,i}|$, never expanded
+    as $|y|^2 - 2 y \cdot x + |x|^2$ (which loses every digit near a data point).
+    $\sigma$ enters only through $\rho = M / \sigma$, applied once to each factor of
+    $\rho^2$: neither $\sigma^2$ (in float32 it underflows near $10^{-23}$) nor
+    $(y - x_n)/\sigma$ (which can overflow, and $\infty/\infty$ is NaN) is ever formed.
+    Giving the nearest point the logit 0 exactly keeps the maximum finite even when
+    $|y - x_n|^2 / \sigma^2$ overflows: the other logits then become $-\infty$, never NaN.
     """
-    diff = (y - points) / sigma
+    diff = y - points
     scale = jnp.max(jnp.abs(diff))
     scale = jnp.where(scale > 0, scale, 1.0)
     unit = jnp.sum((diff / scale) ** 2, axis=-1)
     excess = unit - jnp.min(unit)
-    return jnp.where(excess == 0, 0.0, -0.5 * scale**2 * excess)
+    ratio = scale / sigma
+    return jnp.where(excess == 0, 0.0, -0.5 * ratio * (ratio * excess))
 
 
 def inf_norm(x: Float[Array, "... d"]) -> Float[Array, "..."]:
@@ -70,11 +73,15 @@ def log_diff_exp(
     when $a \approx b$, where $e^a - e^b$ would lose every digit. When $a$ and $b$ are
     bitwise equal the difference is exactly zero (log $-\infty$, sign 0), which is what
     lets two analytically equal terms cancel exactly instead of leaving a rounding error.
-    Both $-\infty$ gives $-\infty$ and sign 0, never NaN.
+    Both $-\infty$ gives $-\infty$ and sign 0, never NaN. At an exact cancellation the
+    gradient is 0, not NaN: $-\infty$ is constant there.
     """
     hi = jnp.maximum(a, b)
     gap = jnp.where(jnp.isneginf(hi), 0.0, jnp.abs(a - b))
-    log_abs = jnp.where(gap == 0, -jnp.inf, hi + jnp.log(-jnp.expm1(-gap)))
+    # The double `where`: the branch not taken must not see gap = 0 either, or its
+    # gradient (1 / expm1(0)) turns the zero cotangent into NaN.
+    safe_gap = jnp.where(gap == 0, 1.0, gap)
+    log_abs = jnp.where(gap == 0, -jnp.inf, hi + jnp.log(-jnp.expm1(-safe_gap)))
     return log_abs, jnp.where(gap == 0, 0.0, jnp.sign(a - b)).astype(log_abs.dtype)
 
 
@@ -88,14 +95,18 @@ def signed_logsumexp(
     underflows however small the magnitudes are (the overlaps of [H] sit near $e^{-130}$
     at $d = 100$, below the float32 range) and the sum is formed with relative error a few
     $\varepsilon$ of $\sum_k e^{a_k - M}$. Terms with sign 0 or $a_k = -\infty$ are
-    ignored; an empty or exactly cancelling sum gives $(-\infty, 0)$, never NaN. Combine
-    analytically equal pairs with [`jaxflow._numerics.log_diff_exp`][] first: cancelling
-    them here would leave their rounding error in the sum.
+    ignored; an empty or exactly cancelling sum gives $(-\infty, 0)$ and a zero gradient,
+    never NaN. Combine analytically equal pairs with
+    [`jaxflow._numerics.log_diff_exp`][] first: cancelling them here would leave their
+    rounding error in the sum.
     """
     live = (signs != 0) & ~jnp.isneginf(log_abs)
-    top = jnp.max(jnp.where(live, log_abs, -jnp.inf), axis=-1, keepdims=True)
+    # `initial`: an empty sum (k = 0) has no largest term.
+    top = jnp.max(jnp.where(live, log_abs, -jnp.inf), axis=-1, keepdims=True, initial=-jnp.inf)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
     terms = signs * jnp.exp(jnp.where(live, log_abs - top, 0.0))
     total = jnp.sum(jnp.where(live, terms, 0.0), axis=-1)
-    log_total = jnp.where(total == 0, -jnp.inf, top[..., 0] + jnp.log(jnp.abs(total)))
+    # The double `where` keeps log(0)'s infinite slope out of the gradient at a zero sum.
+    safe_total = jnp.where(total == 0, 1.0, total)
+    log_total = jnp.where(total == 0, -jnp.inf, top[..., 0] + jnp.log(jnp.abs(safe_total)))
     return log_total, jnp.sign(total).astype(log_total.dtype)
