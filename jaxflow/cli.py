@@ -236,9 +236,8 @@ def _sweep(args) -> int:
     sweep = parse_grid(preset, args.grid, args.spec)
     if args.status:
         done, left = status(args.out, sweep, shard)
-        print(
-            f"{preset.name} sweep in {args.out} (shard {shard[0]}/{shard[1]}): {done} done, {left} left"
-        )
+        where = f"{preset.name} sweep in {args.out} (shard {shard[0]}/{shard[1]})"
+        print(f"{where}: {done} done, {left} left")
         return 0
     start = time.perf_counter()
     computed, skipped = run_sweep(sweep, args.out, shard=shard, progress=not args.no_progress)

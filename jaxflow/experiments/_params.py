@@ -71,17 +71,17 @@ class Interval(AbstractRule):
         return tuple(bad)
 
 
-positive = Interval(0, None, low_open=True)
-non_negative = Interval(0, None)
-unit_open = Interval(0, 1, low_open=True, high_open=True)
+positive = Interval(0.0, None, low_open=True)
+non_negative = Interval(0.0, None)
+unit_open = Interval(0.0, 1.0, low_open=True, high_open=True)
 
 
-def at_least(k: int) -> Interval:
-    return Interval(k, None)
+def at_least(k: int | float) -> Interval:
+    return Interval(float(k), None)
 
 
 def between(low: float, high: float) -> Interval:
-    return Interval(low, high)
+    return Interval(float(low), float(high))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,29 +129,24 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 def _number(value: Any, kind: type, name: str) -> Any:
     """`value` as an exact `int` or a finite `float`, or a `ConfigError` naming `name`."""
+    shown = value.strip() if isinstance(value, str) else value
     if isinstance(value, bool):
         raise ConfigError(f"{name}={value}: expected a number.")
-    if isinstance(value, str):
-        text = value.strip()
-        if kind is int and _INTEGER.fullmatch(text):
-            return int(text)
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{name}={value}: expected {_article(kind)}.") from None
+    if isinstance(value, str) and kind is int and _INTEGER.fullmatch(shown):
+        return int(shown)
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name}={value!r}: expected {_article(kind)}.") from None
+        raise ConfigError(f"{name}={shown}: expected {_article(kind)}.") from None
     if not math.isfinite(number):
-        raise ConfigError(f"{name}={value}: expected a finite number.")
-    if kind is int:
-        if isinstance(value, int):
-            return int(value)
-        if not number.is_integer():
-            raise ConfigError(f"{name}={value}: expected an integer, not a fraction.")
-        return int(number)
-    return float(value)
+        raise ConfigError(f"{name}={shown}: expected a finite number.")
+    if kind is float:
+        return number
+    if isinstance(value, int):
+        return int(value)
+    if not number.is_integer():
+        raise ConfigError(f"{name}={shown}: expected an integer, not a fraction.")
+    return int(number)
 
 
 def _article(kind: type) -> str:

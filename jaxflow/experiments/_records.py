@@ -60,7 +60,8 @@ def preset_from_params(cls: type[AbstractPreset], params: Any, source: str) -> A
     unknown = sorted(set(params) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{source}: {cls.name} has no parameter {unknown[0]!r}; valid keys: {', '.join(fields)}."
+            f"{source}: {cls.name} has no parameter {unknown[0]!r}; "
+            f"valid keys: {', '.join(fields)}."
         )
     try:
         values = {k: convert(v, hints[k], k) for k, v in params.items()}
@@ -69,8 +70,9 @@ def preset_from_params(cls: type[AbstractPreset], params: Any, source: str) -> A
         raise ConfigError(f"{source}: {e}") from None
 
 
-def read_config(path: Path) -> AbstractPreset:
-    """The preset stored in a results folder's `config.json` (or in the file `path`).
+def read_config(path: Path, cls: type[AbstractPreset] | None = None) -> AbstractPreset:
+    """The preset stored in a results folder's `config.json` (or in the file `path`):
+    a preset of the catalogue, or of class `cls` (a preset of one's own).
 
     **Raises:** `ConfigError` with one line for a file that is missing, unreadable, not
     JSON, not a record, for an unknown preset, or for a bad parameter.
@@ -87,8 +89,9 @@ def read_config(path: Path) -> AbstractPreset:
         raise ConfigError(f"{path}: {file} is not JSON ({e}).") from None
     if not isinstance(record, dict) or "preset" not in record:
         raise ConfigError(f"{path}: {file} is not a jaxflow config (no 'preset' key).")
-    try:
-        cls = get_preset(record["preset"])
-    except KeyError as e:
-        raise ConfigError(f"{path}: {e.args[0]}") from None
+    if cls is None or cls.name != record["preset"]:
+        try:
+            cls = get_preset(record["preset"])
+        except KeyError as e:
+            raise ConfigError(f"{path}: {e.args[0]}") from None
     return preset_from_params(cls, record.get("params", {}), str(file))

@@ -189,12 +189,13 @@ def run(preset: AbstractPreset, out: Path, *, progress: bool = True) -> Run:
     return Run(out, table, arrays, tuple(out / f.name for f in figures), resumed)
 
 
-def redraw(out: Path) -> tuple[Path, ...]:
+def redraw(out: Path, cls: type[AbstractPreset] | None = None) -> tuple[Path, ...]:
     """Redraw every figure of the results folder `out` from its files, computing nothing
-    with JAX (`jaxflow plot`)."""
+    with JAX (`jaxflow plot`). `cls` names the preset class for a preset outside the
+    catalogue."""
     out = Path(out)
     if not (out / "results.parquet").exists():
         raise ConfigError(f"{out}: no results.parquet here; give a jaxflow results folder.")
-    preset = read_config(out)
+    preset = read_config(out, cls)
     with locked(out):
         return draw(preset, out)
