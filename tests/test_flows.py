@@ -456,6 +456,25 @@ def test_flows_refuse_malformed_starts():
         jf.probability_flow(f, jnp.ones((2, 3)), sigma_max=1.0, sigma_min=0.1, schedule="cosine")
 
 
+def test_step_to_controller_steps_on_its_grid():
+    # An explicit grid is the same program as the schedule that would build it.
+    y0 = jnp.asarray(np.random.default_rng(8).normal(size=(5, 3)))
+    kwargs = dict(sigma_max=5.0, sigma_min=0.1, steps=24)
+    grid = jf.flows.Karras().grid(jnp.asarray(5.0), jnp.asarray(0.1), 24)
+    by_schedule = jf.probability_flow(_LINEAR, y0, schedule=jf.flows.Karras(), **kwargs)
+    by_grid = jf.probability_flow(_LINEAR, y0, stepsize_controller=dfx.StepTo(grid), **kwargs)
+    assert tree_equal(by_schedule.ys, by_grid.ys)
+    np.testing.assert_array_equal(by_grid.num_steps, 24)
+
+
+def test_flows_refuse_a_controller_that_is_not_one():
+    # The test suite's runtime type checks would refuse it first; a user sees this message.
+    with without_runtime_typechecks(), pytest.raises(TypeError, match="`stepsize_controller`"):
+        jf.probability_flow(
+            _LINEAR, jnp.ones((2, 3)), sigma_max=1.0, sigma_min=0.1, stepsize_controller="pid"
+        )
+
+
 @pytest.mark.parametrize("sigma_max, sigma_min", [(0.1, 1.0), (1.0, 1.0), (1.0, 0.0)])
 def test_probability_flow_refuses_sigma_max_not_above_sigma_min(sigma_max, sigma_min):
     with pytest.raises(eqx.EquinoxRuntimeError, match="sigma_max > sigma_min > 0"):
