@@ -199,8 +199,17 @@ def classify_endpoints(
     non-floating input; an `EquinoxRuntimeError` for a traced non-positive `tol`.
 
     ```python
+    import jax.random as jr
+    import jaxflow
+
     data = jaxflow.data.orthogonal(30, 30)
-    classes = classify_endpoints(solution.ys, data.points)
+    denoiser = jaxflow.MinNormOrthogonal(data.points)
+    y0 = jaxflow.data.GaussianStarts(
+        0.5 * data.points.sum(0), 0.3, num_starts=1000, key=jr.key(0)
+    ).materialize()
+    # The closed-form flow's exact endpoints; `jaxflow.probability_flow` solves any flow.
+    ys = jaxflow.flows.exact_probability_flow(denoiser, y0, sigma_max=0.08, sigma_min=1e-3)
+    classes = jaxflow.estimators.classify_endpoints(ys, data.points)
     classes.rates  # {"training": ..., "virtual": ..., "origin": ..., ...}
     ```
     """

@@ -44,6 +44,9 @@ def wilson_interval(
     non-integer counts; an `EquinoxRuntimeError` unless $0 \le k \le n$.
 
     ```python
+    import jax.numpy as jnp
+    from jaxflow.estimators import wilson_interval
+
     lower, upper = wilson_interval(jnp.array([0, 3, 10]), 10)  # three intervals
     ```
     """

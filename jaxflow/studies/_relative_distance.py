@@ -355,16 +355,19 @@ def relative_distance_sweep(
     **Raises:** `ValueError` for a malformed grid or option; an `EquinoxRuntimeError`
     for non-positive `s`, `T`, `lam` or `bandwidth`.
 
-    **Example:** [H]'s reference sweep.
+    **Example:** a small sweep (seconds; [H]'s own is `ns=(25, 50, 75, 100)`, `d=100`,
+    `repetitions=300`, `reference_size=10_000`).
 
     ```python
     import jax, jax.random as jr
     import jaxflow
 
     jax.config.update("jax_enable_x64", True)
-    sweep = jaxflow.studies.relative_distance_sweep((25, 50, 75, 100), key=jr.key(0), d=100)
+    sweep = jaxflow.studies.relative_distance_sweep(
+        (10, 40), key=jr.key(3), d=20, repetitions=40, reference_size=1_000
+    )
     prob = sweep.probability()               # P(Delta > 0), Wilson intervals: (n, convention)
-    point = sweep.transition(key=jr.key(1))  # n* per convention, bootstrap interval
+    point = sweep.transition(key=jr.key(4))  # n* per convention, bootstrap interval
     ```
     """
     ns = _check_grid(ns)
