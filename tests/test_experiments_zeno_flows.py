@@ -134,9 +134,9 @@ def test_probability_flow_from_the_default_starts_memorizes_nothing(quick):
 
 
 def test_blocks_do_not_change_the_numbers():
-    # The last block is padded and trimmed: the tallies of 2000 starts in one block and in
-    # blocks of 700 agree exactly. (The exact solution stands in for the flow, whose own
-    # chunking is tested with the flows.)
+    # The last block is padded and trimmed: the tallies of 2000 starts in blocks of 800
+    # (the quick run's) and in blocks of 700 agree exactly. (The exact solution stands in
+    # for the flow, whose own chunking is tested with the flows.)
     preset = OrthogonalProbabilityFlow().quick()
     setup = orthogonal_flows.setup(preset)
     sigma_max, sigma_min = jnp.asarray(0.085), jnp.asarray(preset.sigma_min)
@@ -149,7 +149,7 @@ def test_blocks_do_not_change_the_numbers():
         ]
         return orthogonal_flows.combine(blocks)
 
-    whole, blocks = tally(preset.num_starts), tally(700)
+    whole, blocks = tally(preset.chunk_size), tally(700)
     for a, b in zip(whole, blocks):
         np.testing.assert_array_equal(a, b)
     assert len(blocks.labels) == preset.num_starts and blocks.coordinates.sum() > 0

@@ -234,7 +234,7 @@ def tally_block(
     return {
         "labels": label,
         "exact_labels": np.asarray(exact_classes.label)[:keep].astype(np.int8),
-        "max_error": np.max(np.abs(ys - ye)),
+        "max_error": np.asarray(np.max(np.abs(ys - ye))),
         "vertex_sizes": np.bincount(size_of[at_vertex], minlength=points.shape[0] + 1),
         "coordinates": histogram(ys),
         "start_coordinates": histogram(y0),

@@ -119,9 +119,9 @@ class OrthogonalProbabilityFlow(_AbstractOrthogonalFlow):
 
     name: ClassVar[str] = "orthogonal-probability-flow"
     summary: ClassVar[str] = (
-        "Z4/Z6.2: probability flow of the closed-form min-norm denoiser (orthogonal data), "
-        "endpoint classes against the starting noise level sigma_max (no training point "
-        "from the default starts)"
+        "[Z] Sec. 4: probability-flow endpoint classes of the closed-form min-norm denoiser "
+        "(orthogonal data) against sigma_max, checked against the exact solution; from the "
+        "default starts no endpoint is a training point"
     )
     schema: ClassVar[pa.Schema] = pa.schema(
         CONFIG_FIELDS
@@ -220,10 +220,10 @@ class OrthogonalProbabilityFlow(_AbstractOrthogonalFlow):
         path = probability_flow(context.denoiser, sample, save_sigmas=levels, **options)
         labels = classify_endpoints(path.ys, context.points, context.tol).label
         return {
-            "sample_starts": sample,
-            "sample_sigmas": levels,
-            "sample_trajectories": path.trajectory,
-            "sample_endpoints": path.ys,
+            "sample_starts": np.asarray(sample),
+            "sample_sigmas": np.asarray(levels),
+            "sample_trajectories": np.asarray(path.trajectory),
+            "sample_endpoints": np.asarray(path.ys),
             "sample_labels": np.asarray(labels).astype(np.int8),
         }
 

@@ -97,8 +97,8 @@ class OrthogonalScoreFlow(_AbstractOrthogonalFlow):
 
     name: ClassVar[str] = "orthogonal-score-flow"
     summary: ClassVar[str] = (
-        "Z6.2: score flow of the closed-form min-norm denoiser (orthogonal data) ends at "
-        "virtual points"
+        "[Z] Sec. 6: the score flow of the closed-form min-norm denoiser (orthogonal data) "
+        "ends at virtual points; every endpoint checked against the nearest vertex"
     )
     schema: ClassVar[pa.Schema] = pa.schema(
         CONFIG_FIELDS
@@ -176,10 +176,10 @@ class OrthogonalScoreFlow(_AbstractOrthogonalFlow):
             path = score_flow(context.denoiser, sample, save_ts=save_ts, **flow)
             labels = classify_endpoints(path.ys, context.points, context.tol).label
             return {
-                "sample_starts": sample,
-                "sample_ts": save_ts,
-                "sample_trajectories": path.trajectory,
-                "sample_endpoints": path.ys,
+                "sample_starts": np.asarray(sample),
+                "sample_ts": np.asarray(save_ts),
+                "sample_trajectories": np.asarray(path.trajectory),
+                "sample_endpoints": np.asarray(path.ys),
                 "sample_labels": np.asarray(labels).astype(np.int8),
             }
         return inputs(context)
