@@ -1,12 +1,12 @@
 """The reference sweep of [H]'s relative distance, timed against a straightforward NumPy
 implementation of the same per-cell computation.
 
-The sweep (SCIENCE.md H3): d = 100, p = N(10 1, I), T = 2, lambda = 1, a reference
-sample of N_O = 10^4 points, R = 300 repetitions, n in {25, 50, 75, 100}, both
-covariance conventions: 1200 (repetition, n) cells, each with two values of
-Delta = D(q, p_S) - D(q, p_O).
+The sweep ([H], Section 4; docs/models.md#relative-distance): d = 100, p = N(10 1, I), T = 2,
+lambda = 1, a reference sample of N_O = 10^4 points, R = 300 repetitions, n in {25, 50, 75,
+100}, both covariance conventions: 1200 (repetition, n) cells, each with two values of Delta =
+D(q, p_S) - D(q, p_O).
 
-- `jaxflow`: `jaxflow.estimators.relative_distance_sweep` as a user calls it: every
+- `jaxflow`: `jaxflow.studies.relative_distance_sweep` as a user calls it: every
   term of Delta computed, in log space, the reference sample's own pairwise term
   included (its Gram matmul in float32 under a run-time error bound, any repetition
   whose sign the bound leaves open recomputed in float64).

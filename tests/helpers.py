@@ -1,4 +1,4 @@
-"""Shared oracles for the tests: exact answers of SCIENCE.md Part Z, written in NumPy
+"""Shared oracles for the tests: exact answers of [Z] (docs/models.md#model-z), written in NumPy
 from the formulas themselves and never by calling jaxflow.
 
 The oracles take and return NumPy arrays, compute in float64, and handle
@@ -74,7 +74,7 @@ def obtuse_simplex_points(rng: np.random.Generator, d: int, lengths, *, beta=0.5
 
 
 # ---------------------------------------------------------------------------------------
-# The closed-form min-norm denoiser of SCIENCE.md Z2 and its hyperbox.
+# The closed-form min-norm denoiser of [Z], Section 2; docs/models.md#closed-forms and its hyperbox.
 # ---------------------------------------------------------------------------------------
 
 
@@ -117,7 +117,8 @@ def nearest_vertex(y, points) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------
-# Exact probability flow of the closed-form denoiser, SCIENCE.md Z4.
+# Exact probability flow of the closed-form denoiser, [Z], Section 4;
+# docs/models.md#probability-flow.
 # ---------------------------------------------------------------------------------------
 
 FLAT_ZERO, RAMP, FLAT_L = 0, 1, 2

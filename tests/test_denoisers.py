@@ -1,6 +1,7 @@
-"""Denoisers against NumPy oracles: the closed-form min-norm denoisers of SCIENCE.md Z2
-and their 2N-unit networks, the empirical optimal denoiser, and the refusal of every
-input that breaks the closed form's assumptions."""
+"""Denoisers against NumPy oracles: the closed-form min-norm denoisers of [Z], Section 2
+(docs/models.md#closed-forms) and their 2N-unit networks, the empirical optimal denoiser,
+the capability classes, and the refusal of every input that breaks the closed form's
+assumptions."""
 
 import equinox as eqx
 import hypothesis.strategies as st
@@ -58,7 +59,8 @@ def _simplex_case(seed=1, beta=0.5):
 def test_min_norm_orthogonal_matches_closed_form(alpha):
     points, y = _orthogonal_case()
     denoiser = jf.MinNormOrthogonal(jnp.asarray(points), alpha=alpha)
-    alpha_value = np.sqrt(D) if alpha is None else alpha  # the default of SCIENCE.md Z1
+    # The default of docs/conventions.md#ball-radius.
+    alpha_value = np.sqrt(D) if alpha is None else alpha
     assert float(denoiser.alpha) == pytest.approx(alpha_value, rel=1e-15)
     assert float(denoiser.max_sigma) == pytest.approx(LENGTHS.min() / (2 * alpha_value), rel=1e-14)
     for sigma in SIGMAS:
@@ -106,8 +108,9 @@ def test_min_norm_range_lies_in_hyperbox(simplex):
 
 
 def test_min_norm_maps_noise_balls_to_their_training_points():
-    # The interpolation constraint of SCIENCE.md Z1: h(B(x_n, rho)) = {x_n}; the ball
-    # around the origin (the empty subset sum) maps to the origin.
+    # The interpolation constraint of [Z], Section 2; docs/models.md#shallow-relu-denoisers:
+    # h(B(x_n, rho)) = {x_n}; the ball around the origin (the empty subset sum) maps to the
+    # origin.
     points, _ = _orthogonal_case()
     alpha, sigma = 2.0, 0.1
     rho = alpha * sigma
@@ -149,7 +152,8 @@ def test_network_equals_closed_form_with_min_norm_cost(simplex):
         np.testing.assert_array_equal(np.asarray(net.c), points[0] if simplex else np.zeros(D))
         out = np.asarray(_apply_network(net, jnp.asarray(y)))
         np.testing.assert_allclose(out, oracle(y, points, rho), rtol=0, atol=1e-12)
-        # Balanced units, |a_k| = |w_k|, and the min-norm cost of SCIENCE.md Z2.
+        # Balanced units, |a_k| = |w_k|, and the min-norm cost of [Z], Section 2;
+        # docs/models.md#closed-forms.
         np.testing.assert_allclose(
             np.linalg.norm(net.a, axis=1), np.linalg.norm(net.w, axis=1), rtol=1e-13
         )

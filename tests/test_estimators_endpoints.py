@@ -1,4 +1,4 @@
-"""Hyperbox coordinates and endpoint classes (SCIENCE.md Z5).
+"""Hyperbox coordinates and endpoint classes ([Z], Section 5; docs/models.md#endpoint-classes).
 
 The classifier rounds hyperbox coordinates instead of searching the vertices. Its oracle
 here does the opposite: it enumerates all 2^m vertices and all 2m facets of the hyperbox

@@ -1,7 +1,7 @@
 """The exact squared L2 distance between a Gaussian and a Gaussian kernel mixture, and
-the relative distance Delta of [H] (SCIENCE.md H3), against independent oracles:
-numerical integration, a 60-digit `decimal` evaluation of every overlap, and NumPy
-implementations written from the formulas."""
+the relative distance Delta of [H] (Section 4; docs/models.md#relative-distance), against
+independent oracles: numerical integration, a 60-digit `decimal` evaluation of every overlap,
+and NumPy implementations written from the formulas."""
 
 import math
 from decimal import Decimal, localcontext

@@ -1,5 +1,5 @@
-"""The virtual-point stability test (SCIENCE.md Z6.1): fixed-point iteration of a
-denoiser started at every k-subset sum of training points.
+"""The virtual-point stability test ([Z], Section 6; docs/models.md#virtual-point-stability):
+fixed-point iteration of a denoiser started at every k-subset sum of training points.
 
 Oracles: the closed form keeps every vertex fixed; hand-made and empirical denoisers whose
 fixed points are known; a NumPy iteration of the obtuse-simplex closed form; subsets from
@@ -20,7 +20,8 @@ from jaxflow.estimators._stability import _k_subsets
 
 
 def test_closed_form_keeps_every_pair_triple_and_quadruple_sum_stable(getkey):
-    # SCIENCE.md Z6.1: the min-norm closed form makes every subset sum stable.
+    # [Z], Section 6 (docs/models.md#virtual-point-stability): the min-norm closed form makes
+    # every subset sum stable.
     lengths = jnp.linspace(1.0, 2.0, 10)
     data = jf.data.orthogonal(10, 10, key=getkey(), lengths=lengths, rotate=True)
     denoiser = jf.MinNormOrthogonal(data.points)
@@ -112,8 +113,9 @@ def test_simplex_stability_matches_a_numpy_iteration_of_the_closed_form():
             expected = np.maximum(expected, np.max(np.abs(y - y0), axis=1))
         np.testing.assert_allclose(np.asarray(drift), expected, atol=1e-12)
         np.testing.assert_array_equal(np.asarray(stable), expected <= 0.2)
-    # The training points x_1..x_5 (one edge) are fixed; SCIENCE.md Z6.5 expects some sums
-    # of edges of an obtuse simplex not to be.
+    # The training points x_1..x_5 (one edge) are fixed; [Z], Section 6
+    # (docs/models.md#virtual-point-stability) expects some sums of edges of an obtuse simplex
+    # not to be.
     assert float(result.fraction[0]) == 1.0 and float(result.fraction[-1]) < 1.0
 
 

@@ -1,4 +1,5 @@
-"""Correctness of the probability flow and the score flow (SCIENCE.md Z3-Z4).
+"""Correctness of the probability flow and the score flow ([Z], Section 4;
+docs/models.md#score-flow, docs/models.md#probability-flow).
 
 Each flow is checked against an answer computed independently in NumPy (`helpers.py`):
 the exact per-coordinate solution for the closed-form denoiser, nearest-vertex rounding,
@@ -67,7 +68,7 @@ def _off_span(y, points):
 
 
 # ---------------------------------------------------------------------------------------
-# Probability flow against the exact solution of SCIENCE.md Z4.
+# Probability flow against the exact solution of [Z], Section 4; docs/models.md#probability-flow.
 # ---------------------------------------------------------------------------------------
 
 
@@ -160,7 +161,7 @@ def test_probability_flow_matches_exact_solution_float32(exact_problem, solver, 
 
 
 # ---------------------------------------------------------------------------------------
-# Score flow ends at the nearest hyperbox vertex (SCIENCE.md Z3).
+# Score flow ends at the nearest hyperbox vertex ([Z], Section 4; docs/models.md#score-flow).
 # ---------------------------------------------------------------------------------------
 
 
@@ -193,7 +194,8 @@ def test_score_flow_off_span_component_decays_like_exp_minus_t():
 
 
 # ---------------------------------------------------------------------------------------
-# Vertex versus manifold endpoints across a sweep of sigma_max (SCIENCE.md Z4 theorem).
+# Vertex versus manifold endpoints across a sweep of sigma_max ([Z], Section 4;
+# docs/models.md#probability-flow).
 # ---------------------------------------------------------------------------------------
 
 SWEEP = np.array([0.05, 0.15, 0.3, 0.45])  # rho_max = alpha sigma_max; 2 rho_max < min L

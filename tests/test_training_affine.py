@@ -1,5 +1,6 @@
-"""The affine denoisers of SCIENCE.md H1/H4, the generated Gaussian, the exact
-propagation of Gaussians through the probability flow, and their gradients."""
+"""The affine denoisers of [H]; docs/models.md#linear-one-step-model,
+docs/models.md#diffusion-steps, the generated Gaussian, the exact propagation of Gaussians
+through the probability flow, and their gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -283,8 +284,8 @@ def test_grad_multistep_kl_wrt_sigma_max(getkey, solver, fitted):
 
 @pytest.mark.slow
 def test_kl_falls_monotonically_once_n_exceeds_d(getkey):
-    # SCIENCE.md H2: KL(q || p) is infinite while n <= d (q degenerate), then falls
-    # with n towards KL_inf. Median over repetitions at d = 10.
+    # [H], Section 3; docs/models.md#gaussian-distances: KL(q || p) is infinite while n <= d (q
+    # degenerate), then falls with n towards KL_inf. Median over repetitions at d = 10.
     d, T, lam, repetitions = 10, 2.0, 1.0, 32
     p = Gaussian.isotropic(d, mean=10.0)
 

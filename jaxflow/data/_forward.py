@@ -30,7 +30,8 @@ def masked_moments(
 def ou_coefficients(
     T: Real[Array, ""], lam: Real[Array, ""]
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    r"""The signal and noise scales of [H]'s one-jump forward process (SCIENCE.md H1),
+    r"""The signal and noise scales of [H]'s one-jump forward process ([H];
+    docs/models.md#linear-one-step-model),
 
     $$a = e^{-T}, \qquad c^2 = \ell\,(1 - e^{-2T}), \qquad \ell = \lambda e^{-2T},$$
 
@@ -50,7 +51,7 @@ def forward_jump(
     draws: int = 1,
 ) -> Float[Array, "n draws d"]:
     r"""Noisy copies of the training points after [H]'s one-jump forward process
-    (SCIENCE.md H1), an Ornstein-Uhlenbeck marginal:
+    ([H]; docs/models.md#linear-one-step-model), an Ornstein-Uhlenbeck marginal:
 
     $$x_T = e^{-T} x_0 + \sqrt{\ell\,(1 - e^{-2T})}\; z, \qquad \ell = \lambda e^{-2T},
     \qquad z \sim \mathcal{N}(0, I_d).$$
@@ -86,7 +87,8 @@ def forward_ve(
     draws: int = 1,
 ) -> Float[Array, "levels n draws d"]:
     r"""Noisy copies of the training points at several levels of the variance-exploding
-    (EDM) forward process, $x_\sigma = x_0 + \sigma z$ (SCIENCE.md Z4, H4).
+    (EDM) forward process, $x_\sigma = x_0 + \sigma z$ ([Z], Section 4;
+    docs/models.md#probability-flow, docs/models.md#diffusion-steps).
 
     Every level gets its own independent draws $z$: one training set of noisy copies
     per noise level, as when one denoiser is trained per level.
@@ -122,8 +124,9 @@ def ve_start(
     moments of the forward marginal at $\sigma_{\max}$,
     $\mathcal{N}(\bar x_0, (\bar v + \sigma_{\max}^2) I)$, where $\bar v$ is the mean of the
     unbiased per-coordinate variances of $x_0$: the variance-exploding counterpart of
-    [H]'s start $\mathcal{N}(e^{-T} \bar x_0, v_T I)$ (SCIENCE.md H1). With
-    `matched=False` it is EDM's $\mathcal{N}(0, \sigma_{\max}^2 I)$, which ignores the data.
+    [H]'s start $\mathcal{N}(e^{-T} \bar x_0, v_T I)$ ([H];
+    docs/models.md#linear-one-step-model). With `matched=False` it is EDM's $\mathcal{N}(0,
+    \sigma_{\max}^2 I)$, which ignores the data.
 
     **Arguments:**
 

@@ -46,7 +46,8 @@ def orthogonal(
     rotate: bool = False,
     dtype=None,
 ) -> Dataset:
-    r"""$n$ mutually orthogonal training points in $\mathbb{R}^d$ ([Z], Section Z2).
+    r"""$n$ mutually orthogonal training points in $\mathbb{R}^d$ ([Z], Section 2;
+    docs/models.md#closed-forms).
 
     $x_k = L_k q_k$ with orthonormal $q_k$: the first $n$ coordinate axes, or a
     Haar-random orthonormal set when `rotate=True`.
@@ -80,7 +81,8 @@ def obtuse_simplex(
     rotate: bool = False,
     dtype=None,
 ) -> Dataset:
-    r"""An obtuse simplex $x_0, \dots, x_n$ in $\mathbb{R}^d$ ([Z], Section Z2).
+    r"""An obtuse simplex $x_0, \dots, x_n$ in $\mathbb{R}^d$ ([Z], Section 2;
+    docs/models.md#closed-forms).
 
     Edges leaving the apex are $e_k = L_k\, v_k / |v_k|$ with
     $v_k = q_k - (\beta / n) \sum_j q_j$ for orthonormal $q_k$, so that
@@ -122,7 +124,8 @@ def obtuse_simplex(
 def isotropic_gaussian(
     n: int, d: int, *, key: PRNGKey, mean: ArrayLike = 0.0, std: ArrayLike = 1.0, dtype=None
 ) -> Dataset:
-    r"""$n$ i.i.d. draws from $\mathcal{N}(m \mathbf{1}, s^2 I_d)$ ([H], Section H1).
+    r"""$n$ i.i.d. draws from $\mathcal{N}(m \mathbf{1}, s^2 I_d)$ ([H];
+    docs/models.md#linear-one-step-model).
 
     **Arguments:**
 

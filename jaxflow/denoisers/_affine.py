@@ -7,7 +7,7 @@ from ._base import AbstractAffineDenoiser
 
 class AffineDenoiser(AbstractAffineDenoiser):
     r"""An affine denoiser $D(y; \sigma) = W y + b$ that ignores $\sigma$: [H]'s linear
-    one-step denoiser (SCIENCE.md H1).
+    one-step denoiser ([H]; docs/models.md#linear-one-step-model).
 
     Fit it with [`jaxflow.training.fit_affine`][] (least squares on noisy copies) or
     [`jaxflow.training.wiener_affine`][] (its noise-averaged limit). `__call__` handles
@@ -37,7 +37,7 @@ class AffineDenoiser(AbstractAffineDenoiser):
 
 class PiecewiseAffine(AbstractAffineDenoiser):
     r"""One affine denoiser per noise level, $D(y; \sigma) = W_l y + b_l$ with $l$ the
-    level nearest to $\sigma$ in $\log \sigma$ (SCIENCE.md H4).
+    level nearest to $\sigma$ in $\log \sigma$ ([H]; docs/models.md#diffusion-steps).
 
     Fit it with [`jaxflow.training.fit_piecewise_affine`][] on the grid of a
     probability flow: every solver stage then evaluates at a fitted level exactly, and

@@ -44,7 +44,8 @@ def _check_edges(edges: Points, *, allow_obtuse: bool, what: str) -> None:
 
 
 def _default_alpha(alpha: ArrayLike | None, d: int, dtype) -> Float[Array, ""]:
-    # The norm of a d-dimensional standard Gaussian noise vector (SCIENCE.md Z1).
+    # The norm of a d-dimensional standard Gaussian noise vector ([Z], Section 2;
+    # docs/conventions.md#ball-radius).
     value = np.sqrt(d) if alpha is None else alpha
     check_all_positive(value, "alpha")
     return jnp.asarray(value, dtype)
@@ -90,7 +91,7 @@ def _ramp_network(apex: Point, edges: Points, alpha, sigma: Sigma, what: str) ->
 
 class MinNormOrthogonal(AbstractClosedFormMinNorm):
     r"""The minimum-norm shallow ReLU denoiser for orthogonal data, in closed form
-    ([Z], Section Z2; SCIENCE.md Z2):
+    ([Z], Section 2; docs/models.md#closed-forms):
 
     $$h^*_\rho(y) = \sum_n x_n\, \mathrm{clip}\!\left(\frac{u_n \cdot y - \rho}{L_n - 2\rho},
     0, 1\right), \qquad \rho = \alpha\sigma,\ L_n = |x_n|,\ u_n = x_n / L_n.$$
@@ -128,7 +129,7 @@ class MinNormOrthogonal(AbstractClosedFormMinNorm):
 
 class MinNormObtuseSimplex(AbstractClosedFormMinNorm):
     r"""The minimum-norm shallow ReLU denoiser for an obtuse simplex, in closed form
-    (SCIENCE.md Z2):
+    ([Z], Section 2; docs/models.md#closed-forms):
 
     $$h^*_\rho(y) = x_0 + \sum_{n \ge 1} (x_n - x_0)\, \mathrm{clip}\!\left(
     \frac{u_n \cdot (y - x_0) - \rho}{L_n - 2\rho}, 0, 1\right),$$

@@ -8,7 +8,8 @@ from ._base import AbstractDenoiser
 
 
 class ShallowReLU(AbstractDenoiser):
-    r"""The shallow ReLU denoiser with a linear skip unit of [Z], Section Z1:
+    r"""The shallow ReLU denoiser with a linear skip unit of [Z], Section 2
+    (docs/models.md#shallow-relu-denoisers):
 
     $$h(y) = \sum_{k=1}^K a_k\, \mathrm{relu}(w_k \cdot y + b_k) + V y + c.$$
 

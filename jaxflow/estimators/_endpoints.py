@@ -11,7 +11,7 @@ from ._hyperbox import apex_and_edges, as_training_set, coordinates, dual_basis
 
 
 class EndpointClass(enum.IntEnum):
-    """The classes of a flow endpoint (SCIENCE.md Z5; [Z], Section 5).
+    """The classes of a flow endpoint ([Z], Section 5; docs/models.md#endpoint-classes).
 
     - `TRAINING`: within `tol` of a training point (memorization);
     - `VIRTUAL`: within `tol` of a sum of two or more training points (a hyperbox vertex
@@ -146,8 +146,8 @@ def classify_endpoints(
     simplex: bool = False,
 ) -> Classification:
     r"""Classify flow endpoints as training points, virtual points, the origin, manifold
-    points or other points (SCIENCE.md Z5; [Z], Section 5), without enumerating the $2^m$
-    hyperbox vertices.
+    points or other points ([Z], Section 5; docs/models.md#endpoint-classes), without
+    enumerating the $2^m$ hyperbox vertices.
 
     With the hyperbox $H = \{a + \sum_n \alpha_n e_n : \alpha \in [0, 1]^m\}$ of
     [`jaxflow.estimators.hyperbox_coordinates`][] and $\alpha(y)$ the coordinates of an

@@ -82,7 +82,8 @@ def _whitened(q: Gaussian, p: Gaussian, rtol: float | None):
 @eqx.filter_jit
 def kl_divergence(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Float[Array, ""]:
     r"""The Kullback-Leibler divergence $\mathrm{KL}(q \,\|\, p)$ between two Gaussians
-    (SCIENCE.md H2). For the reverse direction swap the arguments.
+    ([H], Section 3; docs/models.md#gaussian-distances). For the reverse direction swap the
+    arguments.
 
     $$\mathrm{KL}(q \,\|\, p) = \frac12 \left[ \operatorname{tr}(\Sigma_p^{-1} \Sigma_q)
     + (\mu_q - \mu_p)^\top \Sigma_p^{-1} (\mu_q - \mu_p) - d
@@ -120,7 +121,8 @@ def kl_divergence(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Flo
 @eqx.filter_jit
 def hellinger_squared(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Float[Array, ""]:
     r"""The squared Hellinger distance $H^2(q, p) = 1 - \mathrm{BC}(q, p)$ between two
-    Gaussians (SCIENCE.md H2), with the Bhattacharyya coefficient
+    Gaussians ([H], Section 3; docs/models.md#gaussian-distances), with the Bhattacharyya
+    coefficient
 
     $$\mathrm{BC} = \frac{(\det \Sigma_q)^{1/4} (\det \Sigma_p)^{1/4}}{(\det \bar\Sigma)^{1/2}}
     \exp\!\left(-\tfrac18 (\mu_q - \mu_p)^\top \bar\Sigma^{-1} (\mu_q - \mu_p)\right),
@@ -159,7 +161,7 @@ def kl_infinite_data(
     reverse: bool = False,
 ) -> Float[Array, ""]:
     r"""The KL divergence between [H]'s generated $q$ and $p = \mathcal{N}(m\mathbf 1, s^2 I_d)$
-    in the limit of infinite training data (SCIENCE.md H2).
+    in the limit of infinite training data ([H], Section 3; docs/models.md#gaussian-distances).
 
     As $n \to \infty$ the least-squares denoiser becomes $W = \rho_W I$, $b = (1 - a\rho_W)
     m\mathbf 1$, and $\Sigma_g \to \rho s^2 I$, $\mu_g \to m\mathbf 1$ with

@@ -84,8 +84,8 @@ def _hyperbox_coordinates(
 def hyperbox_coordinates(
     y: ArrayLike, points: ArrayLike | Dataset, *, simplex: bool = False
 ) -> Float[Array, "*batch m"]:
-    r"""The coordinates $\alpha$ of points in the hyperbox of a training set (SCIENCE.md
-    Z2; [Z], Section 4).
+    r"""The coordinates $\alpha$ of points in the hyperbox of a training set ([Z], Section 4;
+    docs/models.md#closed-forms).
 
     The hyperbox is $H = \{a + \sum_{n=1}^m \alpha_n e_n : \alpha \in [0, 1]^m\}$ with apex
     $a$ and edges $e_n$: $a = 0$ and $e_n = x_n$ for orthogonal data, $a = x_0$ and

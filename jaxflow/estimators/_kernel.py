@@ -18,7 +18,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 class KernelMixture(eqx.Module):
     r"""The Gaussian kernel approximation of a sample $S = \{x_1, \dots, x_N\}$
-    (SCIENCE.md H3),
+    ([H], Section 4; docs/models.md#relative-distance),
 
     $$p_S^\varepsilon = \frac1N \sum_{i=1}^N \mathcal N(x_i, \varepsilon^2 I_d), \qquad
     \varepsilon = c\, s\, N^{-1/d},$$
@@ -398,7 +398,8 @@ def l2_distance(
     q: Gaussian, r: Gaussian | KernelMixture, *, rtol: float | None = None
 ) -> Float[Array, ""]:
     r"""The exact squared $L^2$ distance between a Gaussian $q = \mathcal N(\mu, \Sigma)$
-    and a Gaussian or a Gaussian kernel mixture $r$ (SCIENCE.md H3),
+    and a Gaussian or a Gaussian kernel mixture $r$ ([H], Section 4;
+    docs/models.md#relative-distance),
 
     $$D(q, r) = \int (q - r)^2 = \int q^2 - 2 \int q\, r + \int r^2.$$
 

@@ -1,6 +1,6 @@
-"""The reference implementation's arithmetic for [H]'s relative distance (SCIENCE.md H3),
-reproduced on purpose, rounding included, so that its results can be told apart from
-the exact ones. Nothing here is meant to be accurate."""
+"""The reference implementation's arithmetic for [H]'s relative distance
+(docs/conventions.md#reference-arithmetic), reproduced on purpose, rounding included, so that
+its results can be told apart from the exact ones. Nothing here is meant to be accurate."""
 
 import math
 
@@ -144,7 +144,7 @@ def reference_from_terms(self_train, cross_train, self_ref, cross_ref, dim: int)
 @eqx.filter_jit
 def reference_hellinger_squared(q: Gaussian, p: Gaussian) -> Float[Array, ""]:
     r"""The squared Hellinger distance as the reference implementation computed it
-    (SCIENCE.md H3): float32, explicit determinants and inverse,
+    (docs/conventions.md#reference-arithmetic): float32, explicit determinants and inverse,
 
     $$H^2 = 1 - \frac{(\det\Sigma_q)^{1/4} (\det\Sigma_p)^{1/4}}{(\det\bar\Sigma)^{1/2}}
     e^{-\frac18 \delta^\top \bar\Sigma^{-1} \delta},$$

@@ -222,8 +222,9 @@ def relative_distance(
     gram_dtype=None,
     block_size: int = 1024,
 ) -> RelativeDistance:
-    r"""The relative distance of [H] (SCIENCE.md H3) between the generated distribution
-    $q$, the kernel approximation of its training set $S$, and a reference $r$:
+    r"""The relative distance of [H] (Section 4; docs/models.md#relative-distance) between the
+    generated distribution $q$, the kernel approximation of its training set $S$, and a
+    reference $r$:
 
     $$\Delta = D(q, p_S^\varepsilon) - D(q, r), \qquad r = p_O^\varepsilon \text{ (a fresh
     sample } O \text{ of } p) \text{ or } r = p,$$
@@ -267,12 +268,12 @@ def relative_distance(
     **Other arguments:**
 
     - `arithmetic`: `"exact"` (default): the computation above. `"reference"`: the
-      reference implementation's arithmetic (SCIENCE.md H3), so that a user can measure
-      how much of a published curve is rounding: float32 throughout, each distance formed
-      on its own as its self term (all pairs, diagonal included, summed in 25 x 25
-      blocks) minus twice its cross term (an explicit inverse of
-      $\Sigma + \varepsilon^2 I$), $\int q^2$ dropped, $(2\pi)^{1/2}$ in place of
-      $(2\pi)^{d/2}$ in every normalisation, and $\Delta$ as the difference of the two.
+      reference implementation's arithmetic (docs/conventions.md#reference-arithmetic), so that
+      a user can measure how much of a published curve is rounding: float32 throughout, each
+      distance formed on its own as its self term (all pairs, diagonal included, summed in 25 x
+      25 blocks) minus twice its cross term (an explicit inverse of $\Sigma + \varepsilon^2 I$),
+      $\int q^2$ dropped, $(2\pi)^{1/2}$ in place of $(2\pi)^{d/2}$ in every normalisation, and
+      $\Delta$ as the difference of the two.
     - `gram_dtype`: the dtype of the Gram matmul behind the pairwise terms (default: the
       inputs' dtype). float32 makes that $O(N^2 d)$ step about twice as fast on CPU; its
       rounding enters the error bound, so `certain` stays truthful.

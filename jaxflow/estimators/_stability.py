@@ -141,8 +141,9 @@ def virtual_point_stability(
     chunk_size: int | None = None,
     confidence: float = 0.95,
 ) -> StabilityResult:
-    r"""The virtual-point stability test of [Z] (SCIENCE.md Z6.1; [Z], Section 6): are the
-    sums of training points fixed points of the denoiser?
+    r"""The virtual-point stability test of [Z] ([Z], Section 6;
+    docs/models.md#virtual-point-stability): are the sums of training points fixed points of the
+    denoiser?
 
     For each subset $S$ of $k$ edges, start the fixed-point iteration
 

@@ -142,8 +142,8 @@ def transition_point(
     resamples: int = 2000,
     which: Literal["first", "last"] = "last",
 ) -> TransitionPoint:
-    r"""The transition $n^*$ where $P(\Delta > 0)$ crosses `level` (SCIENCE.md H3), with a
-    percentile bootstrap interval.
+    r"""The transition $n^*$ where $P(\Delta > 0)$ crosses `level` ([H], Section 4;
+    docs/models.md#relative-distance), with a percentile bootstrap interval.
 
     $P$ is estimated at each grid point as the fraction of positive repetitions, and
     $n^*$ is interpolated linearly in $\log n$ between the two grid points that bracket

@@ -1,5 +1,6 @@
 """Presets for [H]'s memorization-to-generalization transition: P(Delta > 0) against the
-training-set size n, and the transition n* against the dimension d (SCIENCE.md H3)."""
+training-set size n, and the transition n* against the dimension d ([H], Section 4;
+docs/models.md#relative-distance)."""
 
 import dataclasses
 import math
@@ -219,7 +220,7 @@ class LinearTransition(_TransitionStudy):
     """P(Delta > 0) against the training-set size n for [H]'s linear one-step denoiser,
     for both covariance conventions and in exact and reference arithmetic, with the
     transition n* (bootstrap interval) and the individual distances KL(q || p) and
-    H^2(q, p) on the same axis (SCIENCE.md H1-H3).
+    H^2(q, p) on the same axis ([H]; docs/models.md#model-h).
 
     The default is the reference study: d = 100, N_O = 10^4 reference points, R = 300
     repetitions, n in {25, 50, 75, 100}; `fine=true` adds sizes from d/10 to 10 d.
@@ -389,7 +390,8 @@ class LinearTransition(_TransitionStudy):
 class LinearTransitionVsD(_TransitionStudy):
     """The transition n* of [H]'s relative distance against the dimension d, with
     bootstrap intervals: does it stay at n ~ d? The grid of sizes is set relative to d
-    (`n_over_d`), so every d is probed at the same n/d (SCIENCE.md H3; beyond the paper).
+    (`n_over_d`), so every d is probed at the same n/d ([H], Section 4;
+    docs/models.md#relative-distance; beyond the paper).
 
     P(Delta > 0) need not be monotone in n: at the interpolation threshold n = d the
     fitted W blows up and the training set's own kernel sum decides Delta, so P dips

@@ -25,7 +25,7 @@ def score_flow_limit(
     denoiser: MinNormOrthogonal, y0: Float[Array, "batch d"]
 ) -> Float[Array, "batch d"]:
     r"""Where the score flow of the closed-form denoiser goes as $t \to \infty$
-    (SCIENCE.md Z3): the hyperbox vertex nearest the start,
+    ([Z], Section 4; docs/models.md#score-flow): the hyperbox vertex nearest the start,
     $\sum_n [u_n \cdot y_0 \ge L_n/2]\, x_n$; the off-span part decays like $e^{-t}$.
 
     **Arguments:** the closed-form `denoiser` and starts `y0` of shape `(batch, d)`.
@@ -43,8 +43,8 @@ def exact_probability_flow(
     sigma_min: Float[ArrayLike, ""],
 ) -> Float[Array, "batch d"]:
     r"""The exact endpoint of the probability flow of the closed-form denoiser
-    (SCIENCE.md Z4), coordinate by coordinate. With $s_0 = u_n \cdot y_0$,
-    $\rho = \alpha\sigma$ and $q = \sigma_{\min}/\sigma_{\max}$:
+    ([Z], Section 4; docs/models.md#probability-flow), coordinate by coordinate. With $s_0 = u_n
+    \cdot y_0$, $\rho = \alpha\sigma$ and $q = \sigma_{\min}/\sigma_{\max}$:
 
     - $s_0 \le \rho_{\max}$ (flat at 0): $s = s_0 q$;
     - $s_0 \ge L_n - \rho_{\max}$ (flat at $L_n$): $s = L_n + (s_0 - L_n) q$;

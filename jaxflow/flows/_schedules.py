@@ -10,7 +10,7 @@ class AbstractSchedule(eqx.Module):
 
     The grid ends at $\sigma_S = \sigma_{\min}$. The schedule's shape only reparametrises
     time in the probability flow; it matters through where the solver's steps fall
-    (SCIENCE.md Z4).
+    ([Z], Section 4; docs/models.md#probability-flow).
     """
 
     @abc.abstractmethod

@@ -290,9 +290,9 @@ def relative_distance_sweep(
     block_size: int = 1024,
     progress: bool = False,
 ) -> RelativeDistanceSweep:
-    r"""The relative distance $\Delta$ of [H] (SCIENCE.md H3) over $R$ independent
-    repetitions and a grid of training-set sizes, with the individual distances of $q$
-    to $p$ on the same grid.
+    r"""The relative distance $\Delta$ of [H] (Section 4; docs/models.md#relative-distance) over
+    $R$ independent repetitions and a grid of training-set sizes, with the individual distances
+    of $q$ to $p$ on the same grid.
 
     Each repetition draws a reference sample $O \sim p^{N_O}$ and, for each $n$, a
     training set $S \sim p^n$ and its noise, fits the affine one-step denoiser

@@ -28,7 +28,7 @@ def _centred_fit(
 def fit_affine(
     x0: Float[Array, "n d"], xt: Float[Array, "n k d"], *, mask: Bool[ArrayLike, " n"] | None = None
 ) -> AffineDenoiser:
-    r"""Fit [H]'s affine denoiser by least squares (SCIENCE.md H1):
+    r"""Fit [H]'s affine denoiser by least squares ([H]; docs/models.md#linear-one-step-model):
 
     $$(W, b) = \operatorname*{arg\,min}_{W, b} \sum_{i=1}^{n} \sum_{j=1}^{k}
     \lvert x_{0,i} - W x_{T,ij} - b \rvert^2,$$
@@ -96,7 +96,7 @@ def wiener_affine(
 
     It minimises the least-squares loss in expectation over the forward noise
     $x_T = a x_0 + c z$, $a = e^{-T}$, $c^2 = \ell (1 - e^{-2T})$, $\ell = \lambda e^{-2T}$
-    (SCIENCE.md H1):
+    ([H]; docs/models.md#linear-one-step-model):
 
     $$W = a S\,(a^2 S + c^2 I)^{-1}, \qquad b = (I - a W)\,\bar x_0, \qquad
     S = \frac1n \sum_i (x_{0,i} - \bar x_0)(x_{0,i} - \bar x_0)^\top.$$

@@ -18,12 +18,12 @@ def fit_piecewise_affine(
 ) -> PiecewiseAffine:
     r"""Fit one affine denoiser per noise level by least squares, as
     [`jaxflow.training.fit_affine`][] does at each level (minimum-norm when
-    $nk - 1 < d$), for the multi-step model of SCIENCE.md H4.
+    $nk - 1 < d$), for the multi-step model of [H]; docs/models.md#diffusion-steps.
 
     The noisy copies follow the variance-exploding (EDM) forward process
-    $x_\sigma = x_0 + \sigma z$ of the probability flow (SCIENCE.md Z4), not [H]'s
-    Ornstein-Uhlenbeck jump: the flow's denoiser at level $\sigma$ must estimate
-    $\mathbb{E}[x_0 \mid x_0 + \sigma z]$.
+    $x_\sigma = x_0 + \sigma z$ of the probability flow ([Z], Section 4;
+    docs/models.md#probability-flow), not [H]'s Ornstein-Uhlenbeck jump: the flow's denoiser at
+    level $\sigma$ must estimate $\mathbb{E}[x_0 \mid x_0 + \sigma z]$.
 
     **Arguments:**
 
