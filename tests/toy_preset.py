@@ -39,8 +39,8 @@ class Toy(AbstractPreset):
     delay: float = param(0.0, "seconds each cell sleeps (to stop a run part-way)", rule=non_negative)
 
     def check(self):
-        if self.blocks * self.size > 10**9:
-            raise ValueError(f"blocks * size must be at most 1e9, got {self.blocks * self.size}.")
+        if self.blocks * self.size > 10**12:
+            raise ValueError(f"blocks * size must be at most 1e12, got {self.blocks * self.size}.")
 
     def quick(self):
         return dataclasses.replace(self, blocks=2, size=100)
