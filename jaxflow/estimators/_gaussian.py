@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from .._checks import check_positive_int
 from .._numerics import eigvalsh
 from ..data import Gaussian, ou_coefficients
 
@@ -186,8 +187,7 @@ def kl_infinite_data(
 
     **Returns:** a scalar; differentiable in `T`, `lam` and `s`.
     """
-    if not isinstance(d, int) or d < 1:
-        raise ValueError(f"`d` must be a positive int, got {d!r}.")
+    d = check_positive_int(d, "d")
     dtype = jnp.result_type(T, lam, s, float)
     T, lam, s = (jnp.asarray(x, dtype) for x in (T, lam, s))
     a, c2 = ou_coefficients(T, lam)
