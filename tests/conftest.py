@@ -1,3 +1,6 @@
+import shutil
+import tempfile
+
 import jax
 import pytest
 from jaxflow import configure_cpu_workarounds
@@ -9,6 +12,18 @@ configure_cpu_workarounds()
 # Tests compare against exact answers, so they run in double precision; float32
 # behaviour is tested by passing float32 arrays explicitly.
 jax.config.update("jax_enable_x64", True)
+
+# Many tests run the same preset programs (a quick run, then a stopped and resumed one);
+# a compilation cache for this session compiles each once. Hermetic: a fresh folder.
+_COMPILED = tempfile.mkdtemp(prefix="jaxflow-tests-compiled-")
+jax.config.update("jax_compilation_cache_dir", _COMPILED)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    del config
+    shutil.rmtree(_COMPILED, ignore_errors=True)
 
 
 @pytest.fixture

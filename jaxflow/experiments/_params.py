@@ -240,7 +240,8 @@ def bad_values(field: dataclasses.Field, kind: Any) -> tuple[str, ...]:
             bad.append("2.5")
     if spec.rule is not None:
         bad += [_show(v) for v in spec.rule.violations()]
-    if not optional:
+    literal_none = typing.get_origin(item) is typing.Literal and "none" in typing.get_args(item)
+    if not optional and not literal_none:
         bad.append("none")
     return tuple(bad)
 

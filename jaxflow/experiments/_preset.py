@@ -41,8 +41,8 @@ class Footprint:
     """The largest memory and disk a run needs, estimated before it starts, and the
     parameters that set them (named in the message when they do not fit)."""
 
-    memory: float
-    disk: float
+    memory: int | float
+    disk: int | float
     set_by: tuple[str, ...]
 
 
