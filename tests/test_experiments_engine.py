@@ -2,7 +2,6 @@
 resumed, unreadable pieces recomputed, figures redrawn from disk, and a results folder
 that is always wholly one run's, even when runs collide or are killed."""
 
-import dataclasses
 import json
 import os
 import random
@@ -153,7 +152,10 @@ def test_a_cell_independent_parameter_reuses_the_cells(tmp_path, monkeypatch):
     monkeypatch.setattr(Toy, "compute", lambda *a: (_ for _ in ()).throw(Stop))
     pieces = Pieces(tmp_path / "out", Toy())
     for cell in Toy().cells():
-        pieces.save(Toy().cell_name(cell), {k: np.asarray(v) for k, v in compute(Toy(), cell, Toy().prepare()).items()})
+        pieces.save(
+            Toy().cell_name(cell),
+            {k: np.asarray(v) for k, v in compute(Toy(), cell, Toy().prepare()).items()},
+        )
     changed = Toy(quantile=0.9, bins=7)
     reused = run(changed, tmp_path / "out", progress=False)  # computes nothing: Stop otherwise
     assert reused.resumed == ("block0", "block1", "block2")
@@ -240,7 +242,9 @@ def test_two_runs_started_at_once_leave_one_runs_folder(tmp_path):
     if codes[1] == 2:
         assert "another jaxflow run is writing this folder" in errors
     files = _files(out)
-    assert _same_run(files, _expected(tmp_path, 1, 0.3)) or _same_run(files, _expected(tmp_path, 2, 0.3))
+    assert _same_run(files, _expected(tmp_path, 1, 0.3)) or _same_run(
+        files, _expected(tmp_path, 2, 0.3)
+    )
 
 
 def test_a_run_killed_at_any_moment_leaves_one_runs_folder(tmp_path):

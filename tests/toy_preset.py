@@ -27,7 +27,12 @@ class Toy(AbstractPreset):
     name: ClassVar[str] = "toy"
     summary: ClassVar[str] = "a toy preset for the engine's tests"
     schema: ClassVar[pa.Schema] = pa.schema(
-        [("block", pa.int64()), ("mean", pa.float64()), ("below", pa.float64()), ("seed", pa.int64())]
+        [
+            ("block", pa.int64()),
+            ("mean", pa.float64()),
+            ("below", pa.float64()),
+            ("seed", pa.int64()),
+        ]
     )
     summary_columns: ClassVar[tuple[str, ...]] = ("block", "mean")
     cell_independent: ClassVar[frozenset[str]] = frozenset({"quantile", "bins"})
@@ -36,7 +41,9 @@ class Toy(AbstractPreset):
     size: int = param(1000, "draws per cell", rule=positive)
     quantile: float = param(0.5, "fraction reported below, read by the table only", rule=unit_open)
     bins: int = param(20, "histogram bins, read by the figure only", rule=positive)
-    delay: float = param(0.0, "seconds each cell sleeps (to stop a run part-way)", rule=non_negative)
+    delay: float = param(
+        0.0, "seconds each cell sleeps (to stop a run part-way)", rule=non_negative
+    )
 
     def check(self):
         if self.blocks * self.size > 10**12:
