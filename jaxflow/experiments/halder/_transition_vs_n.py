@@ -108,27 +108,33 @@ class LinearTransition(_AbstractTransition):
     to tell how much of its curve is rounding). `fine=true` adds sizes from $d/10$ to
     $10 d$ to that grid.
 
-    What the default run shows (measured; `benchmarks/results/linear.md`):
+    What the default run shows (seed 0):
 
     - exact arithmetic, consistent convention: $P(\\Delta > 0) = 0$ at $n = 25, 50, 75$
-      and 0.007 at $n = d$: no transition on [H]'s grid;
-    - exact arithmetic, reference convention: 0.04, 0.20, 0.69 at $n = 25, 50, 75$,
-      then 0.007 at $n = d$ (the dip below);
-    - reference arithmetic: the same signs at $n = 25$; at $n = 50$ 0.22 against the
-      exact 0.20, with 28 of the 300 signs `uncertain`; at $n = 75$ 0.57 (consistent)
-      and 1.0 (reference convention), and at $n = 100$ 1.0 in both, where the exact
-      arithmetic gives 0 to 0.69, with 297 to 300 of the 300 signs `uncertain`: float32
+      and 0.023 at $n = d$: no crossing of 1/2 on [H]'s grid;
+    - exact arithmetic, reference convention: 0.06, 0.18, 0.71 at $n = 25, 50, 75$
+      (a crossing at $n^* \\approx 64$, bootstrap interval 62-66), then 0.023 at $n = d$:
+      the crossing does not persist (the dip below);
+    - reference arithmetic: the exact values at $n = 25$; at $n = 50$ 0.20 against the
+      exact 0.18 (reference convention, 30 of the 300 signs `uncertain`); at $n = 75$
+      0.54 (consistent) and 1.0 (reference convention), and at $n = 100$ 1.0 in both,
+      where the exact arithmetic gives 0, 0.71 and 0.023, with 297 to 300 of the 300
+      signs `uncertain` and, at $n = d$, 2% of them equal to the exact ones: float32
       cannot resolve $\\Delta$, some 13 decimal digits below the terms it subtracts, so
       [H]'s rise to 1 at $n \\approx d$ is round-off, not a transition;
-    - the dip of the reference convention's curve at $n = d$ (exact arithmetic): the
-      interpolation threshold. The least-squares fit has just enough points to
-      interpolate, $\\lVert W \\rVert_2$ peaks (a median of about 280 at $n = d = 100$,
-      against 24 at $n = 75$ and 60 at $n = 110$), $q$ spreads far beyond $p$ and
-      overlaps neither kernel mixture, and $\\Delta$ reduces to the difference of the
-      two samples' own pair terms, $\\mathrm{pairs}_S - \\mathrm{pairs}_O$, which is
-      negative in expectation (the larger sample's narrower kernels overlap more).
-      `pair_terms_decide` is the fraction of repetitions where that difference outweighs
-      the one $q$ makes.
+    - the dip at $n = d$ (exact arithmetic): the interpolation threshold. The
+      least-squares fit has just enough points to interpolate, $\\lVert W \\rVert_2$
+      peaks (a median of about 280 at $n = d = 100$, against 24 at $n = 75$ and 60 at
+      $n = 110$), $q$ spreads far beyond $p$ and overlaps neither kernel mixture, and
+      $\\Delta$ reduces to the difference of the two samples' own pair terms,
+      $\\mathrm{pairs}_S - \\mathrm{pairs}_O$, which is negative in expectation (the
+      larger sample's narrower kernels overlap more). `pair_terms_decide`, the fraction
+      of repetitions where that difference outweighs the one $q$ makes, is 1 at
+      $n = d$ and 0 at $n = 25, 50, 75$, in both conventions;
+    - beyond $d$ (exact arithmetic, 30 repetitions): $\\mathrm{KL}(q\\,\\|\\,p)$ falls
+      from 276 at $n = 110$ to 12.3 at $n = 10 d$ ($\\mathrm{KL}_\\infty = 9.4$), while
+      $H^2$ stays above 0.98: at $d = 100$ the generated and sampling distributions
+      barely overlap even at $n = 10 d$.
 
     The individual distances are infinite for $n \\le d$ ($q$ is degenerate, rank
     $\\le n - 1$), so [H]'s grid alone shows none: `distance_n_over_d` adds sizes beyond
@@ -157,13 +163,16 @@ class LinearTransition(_AbstractTransition):
     quartiles) and $H^2(q, p)$ (medians, both conventions) in exact arithmetic at every
     size, infinite values as markers on the top edge, $\\mathrm{KL}_\\infty$ dashed.
 
-    It does not show a transition at $n \\approx d$ in exact arithmetic (the $P$ curve
-    rises only beyond $d$: see `fine=true` or `linear-transition-vs-d`), how $n^*$
-    scales with $d$ (`linear-transition-vs-d`), nor more than one denoising step
+    It does not show a lasting transition at $n \\approx d$ in exact arithmetic, nor
+    where $P(\\Delta > 0)$ settles above 1/2: [H]'s grid stops at $n = d$, where $P$
+    dips (`fine=true` extends the grid to $10 d$; `linear-transition-vs-d` follows
+    $n^*$ across $d$). It does not show $P(\\Delta > 0)$ or $\\Delta$ beyond the
+    grid (only the individual distances), nor more than one denoising step
     (`linear-steps`).
 
-    Cost of the default run: about 45 s per arithmetic on 2 CPU cores, most of it the
-    reference sample's $O(N_O^2 d)$ pair term, plus some 10 s of compilation each.
+    Cost of the default run: about 45 s per arithmetic on 2 idle CPU cores, most of it
+    the reference sample's $O(N_O^2 d)$ pair term, plus some 10 s of compilation each;
+    the distances beyond $d$ add about 4 s.
     """
 
     name: ClassVar[str] = "linear-transition"
