@@ -210,5 +210,6 @@ def test_parameters(tmp_path):
         with pytest.raises(ConfigError, match=match):
             preset_from_params(LinearTransition, bad, "test")
     for cls in (LinearTransition, LinearTransitionVsD):
-        with pytest.raises(ConfigError, match="repetitions"):
-            run(cls(repetitions=10**13), tmp_path, progress=False)
+        for key in ("repetitions", "resamples"):
+            with pytest.raises(ConfigError, match=key):
+                run(cls(**{key: 10**13}), tmp_path, progress=False)

@@ -127,6 +127,11 @@ class _AbstractTransition(_AbstractLinearModel):
         )
         return stored, working + stored * min(self.chunk_size, self.repetitions)
 
+    def bootstrap_footprint(self) -> float:
+        """The memory of one bootstrap of $n^*$, in bytes: every resample's key, its
+        crossing, and the copies that the quantiles sort."""
+        return 32.0 * self.resamples
+
 
 def sweep_from_arrays(
     arrays: Mapping[str, np.ndarray],

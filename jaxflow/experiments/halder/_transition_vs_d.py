@@ -185,9 +185,17 @@ class LinearTransitionVsD(_AbstractTransition):
             stored += len(self.arithmetic) * one
             working = max(working, work)
         return Footprint(
-            memory=stored + working,
+            memory=stored + max(working, self.bootstrap_footprint()),
             disk=3 * stored,
-            set_by=("ds", "n_over_d", "reference_size", "reference_per_d", "repetitions", "draws"),
+            set_by=(
+                "ds",
+                "n_over_d",
+                "reference_size",
+                "reference_per_d",
+                "repetitions",
+                "draws",
+                "resamples",
+            ),
         )
 
     def cells(self):

@@ -298,7 +298,7 @@ class LinearTransition(_AbstractTransition):
             (self.distance_repetitions + 4) * n_max * (self.draws + 1) * self.d + 40 * self.d**2
         )
         return Footprint(
-            memory=outputs + max(working, working_distances),
+            memory=outputs + max(working, working_distances, self.bootstrap_footprint()),
             disk=3 * outputs,
             set_by=(
                 "d",
@@ -308,6 +308,7 @@ class LinearTransition(_AbstractTransition):
                 "repetitions",
                 "distance_repetitions",
                 "draws",
+                "resamples",
             ),
         )
 
