@@ -51,6 +51,14 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
         help="a small configuration of the same study that finishes in seconds",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--compilation-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep compiled programs in DIR (JAX's persistent compilation cache), so that "
+        "a later run of the same shapes skips compiling",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +139,24 @@ def _list(name: str | None) -> int:
     return 0
 
 
+def _compilation_cache(folder: Path | None) -> None:
+    if folder is None:
+        return
+    import jax
+
+    from .experiments import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"--compilation-cache {folder}: cannot create it: {e.strerror}."
+        ) from None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Cache every program: the small ones add up across a sweep's points.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def _preset(args):
     """The preset the command line describes: the name, then --config, --quick, --set."""
     from .experiments import ConfigError, get_preset, read_config
@@ -208,6 +234,7 @@ def _run(args) -> int:
     from .experiments import run
 
     preset = _preset(args)
+    _compilation_cache(args.compilation_cache)
     out = args.out or Path("results") / preset.name
     start = time.perf_counter()
     result = run(preset, out, progress=not args.no_progress)
@@ -234,6 +261,7 @@ def _sweep(args) -> int:
     preset = _preset(args)
     shard = parse_shard(args.shard)
     sweep = parse_grid(preset, args.grid, args.spec)
+    _compilation_cache(args.compilation_cache)
     if args.status:
         done, left = status(args.out, sweep, shard)
         where = f"{preset.name} sweep in {args.out} (shard {shard[0]}/{shard[1]})"

@@ -164,6 +164,14 @@ def test_format_table_shows_missing_values_as_a_dash():
     assert format_table(table, ("a", "b")).splitlines()[2].split() == ["-", "0.1235"]
 
 
+def test_the_console_script_keeps_compiled_programs_where_asked(tmp_path):
+    cache = tmp_path / "compiled"
+    args = [SCRIPT, "run", *CHEAP, "--out", str(tmp_path / "o"), "--compilation-cache", str(cache)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert any(cache.iterdir())
+
+
 def test_the_console_script_refuses_a_mistake_in_one_line():
     bad = subprocess.run(
         [SCRIPT, "run", "orthogonal-score-flow", "--set", "nope=1"],
