@@ -12,6 +12,9 @@ configure_cpu_workarounds()
 # Tests compare against exact answers, so they run in double precision; float32
 # behaviour is tested by passing float32 arrays explicitly.
 jax.config.update("jax_enable_x64", True)
+# As diffrax's tests do: an implicit promotion between dtypes is an error, so that a
+# float32 input is never silently computed in float64 (or the reverse).
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Many tests run the same preset programs (a quick run, then a stopped and resumed one);
 # a compilation cache for this session compiles each once. Hermetic: a fresh folder.

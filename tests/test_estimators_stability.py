@@ -46,7 +46,7 @@ def test_a_denoiser_that_drops_one_point_is_unstable_exactly_at_the_sums_contain
 
     def drop_first(y, sigma):
         del sigma
-        return y - points[0] * (y[0] > 0.5)
+        return y - points[0] * (y[0] > 0.5).astype(y.dtype)
 
     result = virtual_point_stability(drop_first, points, 0.1, sizes=(1, 2, 3, 4))
 

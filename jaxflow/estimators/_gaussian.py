@@ -57,7 +57,7 @@ def _whitened(q: Gaussian, p: Gaussian, rtol: float | None):
     rtol = default_rtol(d, dtype) if rtol is None else rtol
     rank_p, evecs_p, null_p = _rank(p.cov, rtol)
     rank_q, _, _ = _rank(q.cov, rtol)
-    proj_null = (evecs_p * null_p) @ evecs_p.T
+    proj_null = (evecs_p * null_p.astype(evecs_p.dtype)) @ evecs_p.T
     delta = q.mean - p.mean
     chol = jnp.linalg.cholesky(p.cov + proj_null)
     half = jsl.solve_triangular(chol, q.cov, lower=True)
