@@ -13,4 +13,5 @@ from ._minnorm import (
     MinNormObtuseSimplex as MinNormObtuseSimplex,
     MinNormOrthogonal as MinNormOrthogonal,
 )
+from ._per_level import PerLevelReLU as PerLevelReLU
 from ._relu import ShallowReLU as ShallowReLU
