@@ -54,6 +54,9 @@ class LinearTransitionVsD(_AbstractTransition):
     $n = 10 d$ where $N_O = 4 \\times 10^4$ gave 0.80, and $n^*$ fell from $9.5 d$ to
     $4.6 d$). `reference_per_d` scales $N_O$ with $d$.
 
+    The dimensions are `ds`: the `d` that the linear model's presets share is not used
+    here, and a value other than its default is refused.
+
     **Cells:** one relative-distance sweep per $(d, \\text{arithmetic})$, with the key
     `fold_in(key(seed), d)`: a dimension's cell does not depend on the other $d$s.
 
