@@ -33,11 +33,9 @@ def _bad_cases():
                 yield pytest.param(name, field.name, value, id=f"{name}-{field.name}={value}")
 
 
-@pytest.fixture(scope="module")
-def no_work():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("jaxflow.experiments._runner.compute_cells", _refuse_work)
-        yield
+@pytest.fixture
+def no_work(monkeypatch):
+    monkeypatch.setattr("jaxflow.experiments._runner.compute_cells", _refuse_work)
 
 
 @pytest.mark.parametrize("name, key, value", list(_bad_cases()))
