@@ -13,23 +13,29 @@ from .._preset import AbstractPreset
 
 
 @dataclasses.dataclass(frozen=True)
-class _AbstractLinearModel(AbstractPreset):
+class _AbstractSampling(AbstractPreset):
     """A preset of [H]'s linear one-step model (Section 2): training sets drawn from the
-    sampling distribution $p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$.
+    sampling distribution $p = \mathcal{N}(m\mathbf{1}, s^2 I_d)$, in one dimension $d$
+    ([`_AbstractLinearModel`][]) or several.
 
     **Fields:**
 
-    - `d`: the dimension $d$.
     - `m`: the mean of every coordinate of $p$.
     - `s`: the standard deviation $s$ of every coordinate of $p$.
     """
 
-    d: int = param(100, "dimension d", rule=at_least(1))
     m: float = param(10.0, "mean of every coordinate of p = N(m 1, s^2 I)")
     s: float = param(1.0, "standard deviation s of p", rule=positive)
 
+
+@dataclasses.dataclass(frozen=True)
+class _AbstractLinearModel(_AbstractSampling):
+    """A preset of [H]'s linear one-step model in one dimension `d`."""
+
+    d: int = param(100, "dimension d", rule=at_least(1))
+
     def sampling_distribution(self, dtype=None) -> Gaussian:
-        """$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$."""
+        """$p = \mathcal{N}(m\mathbf{1}, s^2 I_d)$."""
         return Gaussian.isotropic(self.d, mean=self.m, std=self.s, dtype=dtype)
 
 

@@ -16,7 +16,7 @@ from ...estimators import RelativeDistance
 from ...flows import COVARIANCE_CONVENTIONS
 from ...studies import relative_distance_sweep, RelativeDistanceSweep
 from .._params import at_least, param, positive, unit_open
-from ._common import _AbstractLinearModel
+from ._common import _AbstractSampling
 
 
 CONVENTIONS = COVARIANCE_CONVENTIONS
@@ -33,14 +33,14 @@ _PAIRS_S, _PAIRS_O, _CROSS_S, _CROSS_O = 2, 3, 4, 5
 
 
 @dataclasses.dataclass(frozen=True)
-class _AbstractTransition(_AbstractLinearModel):
+class _AbstractTransition(_AbstractSampling):
     """A study of [H]'s relative distance
     $\\Delta = D(q, p_S^\\varepsilon) - D(q, p_O^\\varepsilon)$ (Section 4): the forward
     process, the reference sample, the repetitions and the arithmetic of each
     [`jaxflow.studies.relative_distance_sweep`][] it runs, and the settings of the
     intervals on $P(\\Delta > 0)$ and of the bootstrap of the transition $n^*$.
 
-    **Fields** (beside `d`, `m`, `s` of $p$):
+    **Fields** (beside `m`, `s` of $p$):
 
     - `T`, `lam`: the forward jump's time $T$ and noise scale $\\lambda$.
     - `reference_size`: $N_O$, the reference sample's size, or `None` to compare with

@@ -139,9 +139,6 @@ class LinearTransitionVsD(_AbstractTransition):
     )
 
     def check(self):
-        default = next(f.default for f in dataclasses.fields(self) if f.name == "d")
-        if self.d != default:
-            raise ValueError(f"d={self.d}: {self.name} runs every d of ds; set ds instead.")
         narrow = [d for d in self.ds if len(self.sizes(d)) < 2]
         if narrow:
             raise ValueError(

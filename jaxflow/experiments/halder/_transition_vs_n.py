@@ -21,7 +21,7 @@ from ...training import fit_affine
 from .. import _plotting as plot
 from .._params import at_least, param, positive, show
 from .._preset import Footprint, Tabulated
-from ._common import rep_stats, rep_stats_fields, training_sizes
+from ._common import _AbstractLinearModel, rep_stats, rep_stats_fields, training_sizes
 from ._transition import (
     _AbstractTransition,
     CONVENTIONS,
@@ -82,7 +82,7 @@ def _distance_fn(ns: tuple[int, ...], d: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearTransition(_AbstractTransition):
+class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     """$P(\\Delta > 0)$ against the training-set size $n$ for [H]'s linear one-step
     denoiser, the transition $n^*$, and the individual distances on the same axis.
 
