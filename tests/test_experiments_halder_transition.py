@@ -191,7 +191,6 @@ def test_reference_per_d_and_a_dimension_reused_across_ds(tmp_path, monkeypatch)
         (dict(reference_per_d=1, ds=(1, 4)), r"^reference_per_d=1 gives fewer than 2"),
         (dict(reference_per_d=8, reference_size=None), r"^reference_per_d sizes a reference"),
         (dict(n_over_d=(1.0, 1.1), ds=(3,)), r"^n_over_d=1,1\.1: gives fewer than two sizes"),
-        (dict(d=50), r"^d=50: .* set ds instead\.$"),
     ],
 )
 def test_linear_transition_vs_d_refuses(changes, match):
