@@ -3,6 +3,7 @@ before any work, a run stopped part-way resumes to the same table with a corrupt
 recomputed, and `jaxflow plot` redraws the same figure files from disk."""
 
 import dataclasses
+import inspect
 import typing
 from pathlib import Path
 
@@ -104,3 +105,21 @@ def test_a_stopped_run_resumes_to_the_same_table_and_plot_redraws_its_figures(
         path.unlink()
     assert cli.main(["plot", str(out)]) == 0
     assert _files(out) == figures
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_preset_is_final_and_overrides_no_concrete_method(name):
+    from jaxflow.experiments import AbstractPreset
+
+    cls = get_preset(name)
+    assert not inspect.isabstract(cls)
+    bases = [b for b in cls.__mro__[1:] if issubclass(b, AbstractPreset)]
+    for base in bases:
+        assert base is AbstractPreset or inspect.isabstract(base), base
+        for attr, value in vars(base).items():
+            if attr.startswith("__") or not callable(value):
+                continue
+            if getattr(value, "__isabstractmethod__", False):
+                continue
+            below = cls.__mro__[: cls.__mro__.index(base)]
+            assert not any(attr in vars(sub) for sub in below), f"{attr} of {base.__name__}"
