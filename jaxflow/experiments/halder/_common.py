@@ -15,7 +15,7 @@ from .._preset import AbstractPreset
 @dataclasses.dataclass(frozen=True)
 class _AbstractSampling(AbstractPreset):
     """A preset of [H]'s linear one-step model (Section 2): training sets drawn from the
-    sampling distribution $p = \mathcal{N}(m\mathbf{1}, s^2 I_d)$, in one dimension $d$
+    sampling distribution $p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$, in one dimension $d$
     ([`_AbstractLinearModel`][]) or several.
 
     **Fields:**
@@ -35,7 +35,7 @@ class _AbstractLinearModel(_AbstractSampling):
     d: int = param(100, "dimension d", rule=at_least(1))
 
     def sampling_distribution(self, dtype=None) -> Gaussian:
-        """$p = \mathcal{N}(m\mathbf{1}, s^2 I_d)$."""
+        """$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$."""
         return Gaussian.isotropic(self.d, mean=self.m, std=self.s, dtype=dtype)
 
 
