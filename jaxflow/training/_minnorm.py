@@ -1,6 +1,7 @@
 import dataclasses
 import itertools
 import math
+import threading
 
 import equinox as eqx
 import jax
@@ -9,6 +10,7 @@ import jax.random as jr
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
+from tqdm.auto import tqdm
 
 from .._checks import check_points, is_concrete
 from .._custom_types import PRNGKey
@@ -228,8 +230,54 @@ def _init(cfg: MinNormTraining, y: Float[Array, "p d"], x, key) -> ShallowReLU:
     return ShallowReLU(a=a, w=w, b=b, v=jnp.zeros((d, d), y.dtype), c=jnp.mean(x, axis=0))
 
 
-def _train_level(cfg: MinNormTraining, x, y, ref, sums, sigma, key):
-    """Train one level; returns (network, diagnostics as a tuple of scalars, curves)."""
+class _TrainingBar:
+    """A progress bar over the Adam steps of every level, fed from inside the compiled
+    program by `jax.debug.callback` once per outer iteration."""
+
+    def __init__(self, sigmas, cfg: MinNormTraining):
+        self.sigmas = np.asarray(sigmas)
+        self.cfg = cfg
+        self.shown = np.zeros(len(self.sigmas), np.int64)
+        self.lock = threading.Lock()
+        self.bar = tqdm(total=len(self.sigmas) * cfg.steps, desc="training", unit="step")
+
+    def report(self, level, i, residual, cost, stop):
+        level, i = int(level), int(i)
+        with self.lock:
+            # Under vmap the body runs on for levels that have stopped; their reports are
+            # dropped. A level that stops early fills its share of the bar.
+            if self.shown[level] >= self.cfg.steps:
+                return
+            taken = (
+                self.cfg.steps
+                if bool(stop)
+                else min((i + 1) * self.cfg.inner_steps, self.cfg.steps)
+            )
+            self.bar.update(taken - self.shown[level])
+            self.shown[level] = taken
+            self.bar.set_postfix_str(
+                f"level {level + 1}/{len(self.sigmas)} sigma={self.sigmas[level]:.3g} "
+                f"residual={float(residual):.2e} cost={float(cost):.4g}",
+                refresh=False,
+            )
+
+    def close(self):
+        self.bar.close()
+
+
+# The bars of the trainings in flight. Host callbacks run on XLA's threads, where a context
+# variable of the caller is not set, so the callback reads this module-level stack.
+_BARS: list[_TrainingBar] = []
+
+
+def _report(level, i, residual, cost, stop):
+    if _BARS:
+        _BARS[-1].report(level, i, residual, cost, stop)
+
+
+def _train_level(cfg: MinNormTraining, x, y, ref, sums, sigma, key, level=None):
+    """Train one level; returns (network, diagnostics as a tuple of scalars, curves).
+    With a `level` index, report each outer iteration to the progress bar."""
     n, m, d = y.shape
     dtype = y.dtype
     init_key, step_key, fresh_key = jr.split(key, 3)
@@ -314,6 +362,13 @@ def _train_level(cfg: MinNormTraining, x, y, ref, sums, sigma, key):
                 lam = lam + mu * r
             mu = jnp.where(new_res > cfg.stall * res, jnp.minimum(2 * mu, cfg.penalty_max), mu)
         cost = balanced_cost(eqx.combine(params, static))
+        if level is not None:
+            # Reads values the loop computes anyway and returns nothing into it, so the
+            # numbers are the same with and without the bar (tested).
+            stop = i + 1 >= outer
+            if lagrangian:
+                stop = stop | ~(new_res > cfg.tol)
+            jax.debug.callback(_report, level, i, new_res, cost, stop)
         loss_c, res_c, cost_c = curves
         curves = (loss_c.at[i].set(value), res_c.at[i].set(new_res), cost_c.at[i].set(cost))
         return i + 1, params, opt_state, lam, mu, new_res, res, curves
@@ -404,17 +459,20 @@ def _check_inputs(points, sigmas, copies, cfg):
 
 
 @eqx.filter_jit
-def _train_all(cfg, points, sigmas, copies, ref, sums, keys):
+def _train_all(cfg, points, sigmas, copies, ref, sums, keys, progress=False):
     def one(args):
-        sigma, y, key = args
-        return _train_level(cfg, points, y, ref, sums, sigma, key)
+        sigma, y, key, *level = args
+        return _train_level(cfg, points, y, ref, sums, sigma, key, *level)
 
+    mapped = (sigmas, copies, keys)
+    if progress:
+        mapped += (jnp.arange(sigmas.shape[0]),)
     level_map = cfg.level_map
     if level_map == "auto":
         level_map = "map" if jax.default_backend() == "cpu" else "vmap"
     if level_map == "map":
-        return jax.lax.map(one, (sigmas, copies, keys))
-    return jax.vmap(one)((sigmas, copies, keys))
+        return jax.lax.map(one, mapped)
+    return jax.vmap(one)(mapped)
 
 
 def train_min_norm(
@@ -425,6 +483,7 @@ def train_min_norm(
     key: PRNGKey,
     copies: ArrayLike | None = None,
     cache=None,
+    progress: bool = False,
 ) -> MinNormFit:
     r"""Train one minimum-norm shallow ReLU denoiser per noise level, all levels in one
     compiled program ([Z], Sections 2 and 6; docs/models.md#trained-networks).
@@ -458,6 +517,10 @@ def train_min_norm(
       `$JAXFLOW_CACHE/training` or `~/.cache/jaxflow/training`) or a folder: load the
       stack from there when the same inputs and configuration were trained before,
       else train and save it (docs/conventions.md#training-cache).
+    - `progress`: show a progress bar over the Adam steps of all levels, with the level,
+      its current largest residual and its cost, updated once per outer iteration (every
+      `config.inner_steps` steps) by a host callback from inside the compiled program.
+      The networks are bitwise the same with and without it. Default `False`.
 
     **Returns:** a [`jaxflow.training.MinNormFit`][]: the
     [`jaxflow.denoisers.PerLevelReLU`][] and its
@@ -470,6 +533,20 @@ def train_min_norm(
     shape, levels that are not positive and decreasing, copies of the wrong shape.
     """
     points, sigmas, copies = _check_inputs(points, sigmas, copies, config)
+    if not progress:
+        return _train_or_load(points, sigmas, config, key, copies, cache)
+    bar = _TrainingBar(sigmas, config)
+    _BARS.append(bar)
+    try:
+        fit = jax.block_until_ready(_train_or_load(points, sigmas, config, key, copies, cache))
+        jax.effects_barrier()  # every report delivered before the bar closes
+        return fit
+    finally:
+        _BARS.remove(bar)
+        bar.close()
+
+
+def _train_or_load(points, sigmas, config, key, copies, cache) -> MinNormFit:
     if cache is not None and cache is not False:
         from ._cache import cached_train
 
@@ -494,6 +571,6 @@ def _prepare(points, sigmas, config, key, copies):
 
 
 def _assemble(sigmas, kind, args, trained=None) -> MinNormFit:
-    nets, stats, curves = _train_all(*args) if trained is None else trained
+    nets, stats, curves = _train_all(*args, progress=bool(_BARS)) if trained is None else trained
     diagnostics = MinNormDiagnostics(*stats, *curves, reference=kind)
     return MinNormFit(PerLevelReLU(sigmas, nets), diagnostics)
