@@ -60,7 +60,7 @@ def test_orthogonal_respects_dtype():
 
 def test_orthogonal_refuses_invalid_arguments():
     with pytest.raises(
-        ValueError, match=r"At most d mutually orthogonal directions exist: got n=4 > d=3"
+        ValueError, match=r"At most d mutually orthogonal directions exist: got `n` = 4 > `d` = 3"
     ):
         jf.data.orthogonal(4, 3)
     with pytest.raises(ValueError, match=r"`lengths` must be positive"):
@@ -69,7 +69,7 @@ def test_orthogonal_refuses_invalid_arguments():
         jf.data.orthogonal(2, 3, lengths=-1.0)
     with pytest.raises(ValueError, match=r"`rotate=True` needs a PRNG `key`"):
         jf.data.orthogonal(2, 3, rotate=True)
-    with pytest.raises(ValueError, match=r"Need n >= 1 and d >= 1"):
+    with pytest.raises(ValueError, match=r"`n` must be a positive int, got 0"):
         jf.data.orthogonal(0, 3)
 
 
@@ -143,7 +143,7 @@ def test_isotropic_gaussian_has_requested_moments():
 def test_isotropic_gaussian_refuses_invalid_arguments():
     with pytest.raises(ValueError, match=r"`std` must be positive"):
         jf.data.isotropic_gaussian(4, 2, key=jr.key(0), std=0.0)
-    with pytest.raises(ValueError, match=r"Need n >= 1 and d >= 1"):
+    with pytest.raises(ValueError, match=r"`n` must be a positive int, got 0"):
         jf.data.isotropic_gaussian(0, 2, key=jr.key(0))
 
 

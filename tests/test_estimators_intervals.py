@@ -65,8 +65,10 @@ def test_wilson_with_no_trials_is_the_whole_unit_interval():
 
 
 def test_wilson_refuses_bad_input():
-    with pytest.raises(eqx.EquinoxRuntimeError, match="successes <= trials"):
+    with pytest.raises(ValueError, match="`successes` must lie between 0 and `trials`"):
         wilson_interval(5, 4)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="successes <= trials"):
+        eqx.filter_jit(wilson_interval)(jnp.asarray(5), jnp.asarray(4))
     with pytest.raises(ValueError, match="`confidence`"):
         wilson_interval(1, 4, confidence=1.0)
     with pytest.raises(TypeError, match="`successes`"):
@@ -107,7 +109,9 @@ def test_class_fractions_of_a_classification_equal_those_of_its_labels():
 
 
 def test_class_fractions_refuse_labels_that_are_not_classes():
-    with pytest.raises(eqx.EquinoxRuntimeError, match="EndpointClass"):
+    with pytest.raises(ValueError, match="`classes` must be values of `EndpointClass`"):
         class_fractions(jnp.array([0, 5]))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="EndpointClass"):
+        eqx.filter_jit(lambda labels: class_fractions(labels).counts)(jnp.array([0, 5]))
     with pytest.raises(ValueError, match="`classes`"):
         class_fractions(jnp.array([0.0, 1.0]))

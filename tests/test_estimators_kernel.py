@@ -407,5 +407,11 @@ def test_validation():
         KernelMixture(np.zeros(3))
     with pytest.raises(TypeError, match="points"):
         KernelMixture(np.zeros((3, 2), dtype=np.int32))
+    with pytest.raises(ValueError, match="`s` must be positive and finite, got 0.0"):
+        KernelMixture(np.zeros((4, 3)), s=0.0)
+    # A traced s is checked inside the compiled program.
+    traced = eqx.filter_jit(
+        lambda s: relative_distance(q, KernelMixture(np.zeros((4, 3)), s=s), mix)
+    )
     with pytest.raises(eqx.EquinoxRuntimeError, match="s > 0"):
-        relative_distance(q, KernelMixture(np.zeros((4, 3)), s=0.0), mix)
+        traced(0.0)

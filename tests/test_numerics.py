@@ -128,7 +128,8 @@ def test_signed_logsumexp_batch():
 
 
 def test_signed_logsumexp_shape_mismatch_raises():
-    with pytest.raises((ValueError, TypeError)):
+    # The suite's runtime shape checks refuse it first; without them, broadcasting does.
+    with pytest.raises(TypeError, match=r"(?i)shape"):
         signed_logsumexp(jnp.zeros(3), jnp.ones(4))
 
 

@@ -3,7 +3,15 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from .._checks import check_levels, check_points, check_positive_int, mask_weights, positive_scalars
+from .._checks import (
+    check_key,
+    check_levels,
+    check_points,
+    check_positive,
+    check_positive_int,
+    mask_weights,
+    positive_scalars,
+)
 from .._custom_types import PRNGKey
 from ._gaussian import Gaussian
 
@@ -20,7 +28,8 @@ def masked_moments(
     **Returns:** `(mean, var, centred)`, shapes `(d,)`, `(d,)` and `(n, d)`; padding rows
     of `centred` are zero.
     """
-    w = mask_weights(mask, x0.shape[0], x0.dtype)
+    x0 = check_points(x0)
+    w = mask_weights(mask, x0.shape[0], x0.dtype, min_rows=2)
     count = jnp.sum(w)
     mean = (w @ x0) / count
     centred = (x0 - mean) * w[:, None]
@@ -41,7 +50,6 @@ def ou_coefficients(
     return a, lam * a**2 * -jnp.expm1(-2 * T)
 
 
-@eqx.filter_jit
 def forward_jump(
     x0: Float[Array, "n d"],
     *,
@@ -67,18 +75,24 @@ def forward_jump(
 
     **Returns:** $x_T$, shape `(n, draws, d)`; row `i` holds the copies of `x0[i]`.
 
-    **Raises:** `ValueError`/`TypeError` for a malformed `x0` or `draws`; an
-    `EquinoxRuntimeError` unless $T > 0$ and $\lambda > 0$.
+    **Raises:** `ValueError`/`TypeError` for a malformed or non-finite `x0`, a `draws`
+    that is not a positive int, a `key` that is not a PRNG key, or a concrete `T` or
+    `lam` that is not positive and finite; an `EquinoxRuntimeError` for a traced one.
     """
     x0 = check_points(x0)
+    check_key(key)
     draws = check_positive_int(draws, "draws")
     T, lam = positive_scalars(x0.dtype, "forward_jump", T=T, lam=lam)
+    return _forward_jump(x0, key, T, lam, draws)
+
+
+@eqx.filter_jit
+def _forward_jump(x0, key, T, lam, draws: int):
     a, c2 = ou_coefficients(T, lam)
     z = jr.normal(key, (x0.shape[0], draws, x0.shape[1]), x0.dtype)
     return a * x0[:, None, :] + jnp.sqrt(c2) * z
 
 
-@eqx.filter_jit
 def forward_ve(
     x0: Float[Array, "n d"],
     sigmas: Real[Array, " levels"],
@@ -103,13 +117,18 @@ def forward_ve(
     **Returns:** $x_\sigma$, shape `(levels, n, draws, d)`.
     """
     x0 = check_points(x0)
+    check_key(key)
     draws = check_positive_int(draws, "draws")
     sigmas = check_levels(sigmas, x0.dtype)
+    return _forward_ve(x0, sigmas, key, draws)
+
+
+@eqx.filter_jit
+def _forward_ve(x0, sigmas, key, draws: int):
     z = jr.normal(key, (sigmas.shape[0], x0.shape[0], draws, x0.shape[1]), x0.dtype)
     return x0[None, :, None, :] + sigmas[:, None, None, None] * z
 
 
-@eqx.filter_jit
 def ve_start(
     x0: Float[Array, "n d"],
     *,
@@ -138,8 +157,17 @@ def ve_start(
     **Returns:** a [`jaxflow.data.Gaussian`][].
     """
     x0 = check_points(x0, min_points=2)
+    sigma_max = check_positive(jnp.asarray(sigma_max, x0.dtype), "sigma_max")
+    if not isinstance(matched, bool):
+        raise TypeError(f"`matched` must be True or False, got {matched!r}.")
+    if mask is not None:
+        mask_weights(mask, x0.shape[0], x0.dtype, min_rows=2)
+    return _ve_start(x0, sigma_max, matched, mask)
+
+
+@eqx.filter_jit
+def _ve_start(x0, sigma_max, matched: bool, mask) -> Gaussian:
     d = x0.shape[1]
-    sigma_max = jnp.asarray(sigma_max, x0.dtype)
     if matched:
         mean, var, _ = masked_moments(x0, mask)
         var = jnp.mean(var) + sigma_max**2

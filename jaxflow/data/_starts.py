@@ -4,7 +4,14 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_positive_int, check_scalar
+from .._checks import (
+    check_finite,
+    check_finite_scalar,
+    check_floating,
+    check_key,
+    check_positive_int,
+    is_concrete,
+)
 from .._custom_types import PRNGKey
 
 
@@ -34,8 +41,14 @@ class GaussianStarts(eqx.Module):
         centre = jnp.asarray(centre)
         if centre.ndim != 1:
             raise ValueError(f"`centre` must have shape (d,), got {centre.shape}; pass one point.")
+        check_floating(centre, "centre")
+        check_finite(centre, "centre")
+        scale = check_finite_scalar(scale, "scale", centre.dtype)
+        if is_concrete(scale) and float(scale) < 0:
+            raise ValueError(f"`scale` must be >= 0, got {float(scale)}.")
+        check_key(key)
         self.centre = centre
-        self.scale = check_scalar(scale, "scale", centre.dtype)
+        self.scale = scale
         self.num_starts = check_positive_int(num_starts, "num_starts")
         self.key = key
 

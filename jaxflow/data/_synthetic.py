@@ -2,27 +2,33 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import ArrayLike
 
-from .._checks import check_all_positive
+from .._checks import check_all_positive, check_finite, check_int, check_key
 from .._custom_types import PRNGKey
 from ._dataset import Dataset
 
 
 def _float_dtype(dtype):
-    return jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"`dtype` must be a floating dtype, got {dtype}.")
+    return dtype
 
 
 def _lengths(lengths: ArrayLike, n: int, dtype) -> jnp.ndarray:
-    lengths = jnp.broadcast_to(jnp.asarray(lengths, dtype), (n,))
+    lengths = jnp.asarray(lengths, dtype)
+    if lengths.shape not in ((), (n,)):
+        raise ValueError(f"`lengths` must be a scalar or have shape ({n},), got {lengths.shape}.")
+    lengths = jnp.broadcast_to(lengths, (n,))
     check_all_positive(lengths, "lengths")
     return lengths
 
 
 def _check_sizes(n: int, d: int, *, orthogonal: bool = True) -> None:
-    if n < 1 or d < 1:
-        raise ValueError(f"Need n >= 1 and d >= 1, got n={n}, d={d}; pass positive sizes.")
+    check_int(n, "n", minimum=1)
+    check_int(d, "d", minimum=1)
     if orthogonal and n > d:
         raise ValueError(
-            f"At most d mutually orthogonal directions exist: got n={n} > d={d}. "
+            f"At most d mutually orthogonal directions exist: got `n` = {n} > `d` = {d}. "
             "Lower n or raise d."
         )
 
@@ -32,6 +38,7 @@ def _orthonormal_rows(key: PRNGKey | None, n: int, d: int, rotate: bool, dtype):
         return jnp.eye(n, d, dtype=dtype)
     if key is None:
         raise ValueError("`rotate=True` needs a PRNG `key` for the random rotation.")
+    check_key(key)
     q, r = jnp.linalg.qr(jr.normal(key, (d, n), dtype))
     # Fix the signs so that the rotation is Haar-distributed.
     return (q * jnp.sign(jnp.diagonal(r))).T
@@ -118,6 +125,7 @@ def obtuse_simplex(
     x0 = jnp.zeros(d, dtype) if apex is None else jnp.asarray(apex, dtype)
     if x0.shape != (d,):
         raise ValueError(f"`apex` must have shape ({d},), got {x0.shape}.")
+    check_finite(x0, "apex")
     return Dataset(jnp.concatenate([x0[None], x0 + edges]), simplex=True)
 
 
@@ -136,7 +144,11 @@ def isotropic_gaussian(
     - `dtype`: floating dtype; defaults to JAX's default float.
     """
     _check_sizes(n, d, orthogonal=False)
+    check_key(key)
     check_all_positive(std, "std")
+    check_finite(mean, "mean")
     dtype = _float_dtype(dtype)
+    if jnp.shape(mean) not in ((), (d,)):
+        raise ValueError(f"`mean` must be a scalar or have shape ({d},), got {jnp.shape(mean)}.")
     z = jr.normal(key, (n, d), dtype)
     return Dataset(jnp.asarray(mean, dtype) + jnp.asarray(std, dtype) * z)

@@ -1,6 +1,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_all_positive, check_finite
 from .._custom_types import Sigma
 from ._base import AbstractAffineDenoiser
 
@@ -28,6 +29,8 @@ class AffineDenoiser(AbstractAffineDenoiser):
             raise ValueError(
                 f"`weight` must have shape ({d}, {d}) to match `bias`, got {self.weight.shape}."
             )
+        check_finite(self.weight, "weight")
+        check_finite(self.bias, "bias")
 
     def at(self, sigma: Sigma) -> "AffineDenoiser":
         """The affine map used at noise level `sigma`: this denoiser itself."""
@@ -62,6 +65,9 @@ class PiecewiseAffine(AbstractAffineDenoiser):
                 f"`sigmas`, `weight`, `bias` must have shapes (levels,), (levels, d, d), "
                 f"(levels, d); got {self.sigmas.shape}, {self.weight.shape}, {self.bias.shape}."
             )
+        check_all_positive(self.sigmas, "sigmas")
+        check_finite(self.weight, "weight")
+        check_finite(self.bias, "bias")
 
     def level(self, sigma: Sigma) -> Array:
         """The index of the level nearest to `sigma` in $\\log\\sigma$."""

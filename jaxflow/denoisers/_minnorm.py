@@ -151,12 +151,12 @@ class MinNormObtuseSimplex(AbstractClosedFormMinNorm):
     simplex: ClassVar[bool] = True
 
     def __init__(self, points: Points, alpha: ArrayLike | None = None):
-        points = jnp.asarray(points)
-        if points.ndim != 2 or points.shape[0] < 2:
+        if getattr(points, "ndim", None) == 2 and points.shape[0] == 1:
             raise ValueError(
                 f"`points` must have shape (N + 1, d), N >= 1, got {points.shape}; "
                 "pass the apex and at least one more point."
             )
+        points = check_points(points, "points")
         _check_edges(points[1:] - points[0], allow_obtuse=True, what="MinNormObtuseSimplex")
         self.points = points
         self.alpha = _default_alpha(alpha, points.shape[1], points.dtype)

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from .._checks import check_finite, check_int, check_key
 from .._custom_types import Point, PRNGKey, Sigma
 from ._base import AbstractDenoiser
 
@@ -31,6 +32,8 @@ class ShallowReLU(AbstractDenoiser):
     c: Float[Array, " d"]
 
     def __check_init__(self):
+        if self.w.ndim != 2:
+            raise ValueError(f"ShallowReLU field `w` must have shape (K, d), got {self.w.shape}.")
         k, d = self.w.shape
         shapes = {"a": (k, d), "b": (k,), "v": (d, d), "c": (d,)}
         for name, shape in shapes.items():
@@ -39,10 +42,14 @@ class ShallowReLU(AbstractDenoiser):
                     f"ShallowReLU field `{name}` must have shape {shape} to match "
                     f"`w` of shape {(k, d)}, got {getattr(self, name).shape}."
                 )
+        for name in ("a", "w", "b", "v", "c"):
+            check_finite(getattr(self, name), name)
 
     @classmethod
     def random(cls, d: int, width: int, *, key: PRNGKey, dtype=None) -> "ShallowReLU":
         """A randomly initialised network: LeCun-normal weights, zero skip and biases."""
+        d, width = check_int(d, "d", minimum=1), check_int(width, "width", minimum=1)
+        check_key(key)
         dtype = jnp.result_type(float) if dtype is None else dtype
         wkey, akey = jr.split(key)
         return cls(

@@ -80,7 +80,9 @@ def _classify(
     tol: Float[Array, ""] | None,
     simplex: bool,
 ) -> Classification:
-    dtype = jnp.result_type(endpoints, points)
+    # Explicitly the wider of the two dtypes: float32 endpoints of a float32 flow are
+    # classified against float64 points in float64.
+    dtype = jnp.promote_types(endpoints.dtype, points.dtype)
     endpoints, points = endpoints.astype(dtype), points.astype(dtype)
     apex, edges = apex_and_edges(points, simplex)
     lengths = jnp.linalg.norm(edges, axis=1)
@@ -215,5 +217,7 @@ def classify_endpoints(
     """
     points, simplex = as_training_set(points, simplex)
     endpoints = check_points_like(endpoints, points.shape[1], "endpoints", batch=True)
+    if endpoints.shape[0] == 0:
+        raise ValueError("`endpoints` is empty (batch = 0); pass at least one endpoint.")
     tol = check_positive(tol, "tol")
     return _classify(endpoints, points, tol, simplex)

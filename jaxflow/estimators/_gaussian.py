@@ -4,12 +4,18 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from .._checks import check_positive_int
+from .._checks import (
+    check_gaussian,
+    check_positive_int,
+    check_same_dtype,
+    check_tolerance,
+    positive_scalars,
+)
 from .._numerics import eigvalsh
 from ..data import Gaussian, ou_coefficients
 
 
-def _check_pair(q: Gaussian, p: Gaussian) -> None:
+def _check_pair(q: Gaussian, p: Gaussian, rtol) -> None:
     if not isinstance(q, Gaussian) or not isinstance(p, Gaussian):
         raise TypeError(
             "`q` and `p` must be `jaxflow.data.Gaussian`s, "
@@ -19,6 +25,10 @@ def _check_pair(q: Gaussian, p: Gaussian) -> None:
         raise ValueError(
             f"`q` and `p` must have the same dimension, got {q.mean.shape} and {p.mean.shape}."
         )
+    check_same_dtype(q.mean, "q", p.mean, "p")
+    check_gaussian(q, "q")
+    check_gaussian(p, "p")
+    check_tolerance(rtol, "rtol")
 
 
 def default_rtol(d: int, dtype) -> float:
@@ -80,7 +90,6 @@ def _whitened(q: Gaussian, p: Gaussian, rtol: float | None):
     return mu, delta_w, m, keep, same
 
 
-@eqx.filter_jit
 def kl_divergence(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Float[Array, ""]:
     r"""The Kullback-Leibler divergence $\mathrm{KL}(q \,\|\, p)$ between two Gaussians
     ([H], Section 3; docs/models.md#gaussian-distances). For the reverse direction swap the
@@ -112,14 +121,18 @@ def kl_divergence(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Flo
     (enable x64 for exact answers). Jit-compatible, vmappable over repetitions, and
     differentiable where finite (no eigenvector enters the gradient).
     """
-    _check_pair(q, p)
+    _check_pair(q, p, rtol)
+    return _kl_divergence(q, p, rtol)
+
+
+@eqx.filter_jit
+def _kl_divergence(q: Gaussian, p: Gaussian, rtol: float | None) -> Float[Array, ""]:
     mu, delta_w, _, keep, same = _whitened(q, p, rtol)
     safe = jnp.where(keep & same, mu, 1.0)
     value = 0.5 * jnp.sum(safe - 1.0 - jnp.log(safe)) + 0.5 * jnp.sum(delta_w**2)
     return jnp.where(same, value, jnp.inf)
 
 
-@eqx.filter_jit
 def hellinger_squared(q: Gaussian, p: Gaussian, *, rtol: float | None = None) -> Float[Array, ""]:
     r"""The squared Hellinger distance $H^2(q, p) = 1 - \mathrm{BC}(q, p)$ between two
     Gaussians ([H], Section 3; docs/models.md#gaussian-distances), with the Bhattacharyya
@@ -143,7 +156,12 @@ def hellinger_squared(q: Gaussian, p: Gaussian, *, rtol: float | None = None) ->
 
     **Returns:** a scalar in $[0, 1]$, never NaN; jit-compatible and vmappable.
     """
-    _check_pair(q, p)
+    _check_pair(q, p, rtol)
+    return _hellinger_squared(q, p, rtol)
+
+
+@eqx.filter_jit
+def _hellinger_squared(q: Gaussian, p: Gaussian, rtol: float | None) -> Float[Array, ""]:
     mu, delta_w, m, keep, same = _whitened(q, p, rtol)
     safe = jnp.where(keep & same, mu, 1.0)
     quad = delta_w @ jnp.linalg.solve(m + jnp.eye(m.shape[-1], dtype=m.dtype), delta_w)
@@ -188,8 +206,10 @@ def kl_infinite_data(
     **Returns:** a scalar; differentiable in `T`, `lam` and `s`.
     """
     d = check_positive_int(d, "d")
+    if not isinstance(reverse, bool):
+        raise TypeError(f"`reverse` must be True or False, got {reverse!r}.")
     dtype = jnp.result_type(T, lam, s, float)
-    T, lam, s = (jnp.asarray(x, dtype) for x in (T, lam, s))
+    T, lam, s = positive_scalars(dtype, "kl_infinite_data", T=T, lam=lam, s=s)
     a, c2 = ou_coefficients(T, lam)
     # rho = SNR / (1 + SNR) = a^2 s^2 / (a^2 s^2 + c^2); ln rho = -log1p(1 / SNR).
     inv_snr = c2 / (a**2 * s**2)

@@ -76,7 +76,7 @@ def coordinates(
 def _hyperbox_coordinates(
     y: Float[Array, "*batch d"], points: Float[Array, "n d"], simplex: bool
 ) -> Float[Array, "*batch m"]:
-    dtype = jnp.result_type(y, points)
+    dtype = jnp.promote_types(y.dtype, points.dtype)  # explicitly the wider one
     apex, edges = apex_and_edges(points.astype(dtype), simplex)
     return coordinates(y.astype(dtype), apex, dual_basis(edges)[1])
 

@@ -4,7 +4,7 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._checks import check_unit_interval
+from .._checks import check_unit_interval, is_concrete
 from ._endpoints import Classification, EndpointClass, NUM_CLASSES
 
 
@@ -55,6 +55,18 @@ def wilson_interval(
     for name, x in (("successes", k), ("trials", n)):
         if not jnp.issubdtype(x.dtype, jnp.integer):
             raise TypeError(f"`{name}` must be integers (counts), got dtype {x.dtype}.")
+    if is_concrete(k) and is_concrete(n):
+        try:
+            hk, hn = np.broadcast_arrays(np.asarray(k), np.asarray(n))
+        except ValueError:
+            raise ValueError(
+                f"`successes` {k.shape} and `trials` {n.shape} must broadcast together."
+            ) from None
+        if np.any(hn < 0) or np.any(hk < 0) or np.any(hk > hn):
+            raise ValueError(
+                "`successes` must lie between 0 and `trials` (and `trials` >= 0), got "
+                f"successes={hk.tolist()} and trials={hn.tolist()}."
+            )
     dtype = jnp.result_type(float)
     return _wilson(k, n, jnp.asarray(confidence, dtype))
 
@@ -151,6 +163,15 @@ def class_fractions(
             raise ValueError(
                 "`classes` must be a `Classification` or integer labels of shape (batch,), "
                 f"got dtype {labels.dtype} and shape {labels.shape}."
+            )
+        if labels.shape[0] == 0:
+            raise ValueError("`classes` is empty (batch = 0); pass at least one label.")
+        if is_concrete(labels) and not np.all(
+            (np.asarray(labels) >= 0) & (np.asarray(labels) < NUM_CLASSES)
+        ):
+            raise ValueError(
+                f"`classes` must be values of `EndpointClass` (0 to {NUM_CLASSES - 1}), got "
+                f"{np.unique(np.asarray(labels)).tolist()}."
             )
         counts = _label_counts(labels)
     counts, total, fraction, lower, upper = _fractions(

@@ -7,7 +7,13 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .._checks import check_points, check_scalar
+from .._checks import (
+    check_all_positive,
+    check_gaussian,
+    check_points,
+    check_scalar,
+    check_tolerance,
+)
 from .._numerics import signed_logsumexp
 from ..data import Gaussian
 from ._gaussian import default_rtol
@@ -48,6 +54,8 @@ class KernelMixture(eqx.Module):
         self.points = points
         self.s = check_scalar(s, "s", points.dtype)
         self.bandwidth = check_scalar(bandwidth, "bandwidth", points.dtype)
+        check_all_positive(self.s, "s")
+        check_all_positive(self.bandwidth, "bandwidth")
 
     @property
     def size(self) -> int:
@@ -82,7 +90,16 @@ def check_mixture(mix: KernelMixture, name: str) -> KernelMixture:
 def check_same_d(q: Gaussian, *others: tuple[str, KernelMixture | Gaussian]) -> None:
     if not isinstance(q, Gaussian):
         raise TypeError(f"`q` must be a `jaxflow.data.Gaussian`, got {type(q).__name__}.")
+    check_gaussian(q, "q")
     for name, other in others:
+        if not isinstance(other, (KernelMixture, Gaussian)):
+            raise TypeError(
+                f"`{name}` must be a `KernelMixture` or a `jaxflow.data.Gaussian`, got "
+                f"{type(other).__name__}."
+            )
+        if isinstance(other, Gaussian):
+            check_gaussian(other, name)
+
         d = other.points.shape[-1] if isinstance(other, KernelMixture) else other.mean.shape[-1]
         if d != q.mean.shape[-1]:
             raise ValueError(
@@ -375,7 +392,6 @@ def l2_terms(
     )
 
 
-@eqx.filter_jit
 def log_l2_distance(
     q: Gaussian, r: Gaussian | KernelMixture, *, rtol: float | None = None
 ) -> Float[Array, ""]:
@@ -385,6 +401,12 @@ def log_l2_distance(
     is degenerate; $-\infty$ if rounding leaves the computed $D \le 0$ ($q = r$ to
     working precision)."""
     check_same_d(q, ("r", r))
+    check_tolerance(rtol, "rtol")
+    return _log_l2_distance(q, r, rtol)
+
+
+@eqx.filter_jit
+def _log_l2_distance(q: Gaussian, r: Gaussian | KernelMixture, rtol) -> Float[Array, ""]:
     if isinstance(r, KernelMixture):
         r = check_mixture(r, "r")
     terms = l2_terms(q, r, rtol=rtol)
@@ -393,7 +415,6 @@ def log_l2_distance(
     return jnp.where(infinite, jnp.inf, jnp.where(sign > 0, log_abs, -jnp.inf))
 
 
-@eqx.filter_jit
 def l2_distance(
     q: Gaussian, r: Gaussian | KernelMixture, *, rtol: float | None = None
 ) -> Float[Array, ""]:

@@ -5,7 +5,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_choice
+from .._checks import (
+    check_choice,
+    check_gaussian,
+    check_gram_dtype,
+    check_int,
+    check_points,
+    check_positive,
+)
 from .._workarounds import map_lapack
 from ..data import Gaussian
 from ._gaussian import hellinger_squared, kl_divergence
@@ -86,6 +93,29 @@ def one_step_distances(
     and two arrays, each of shape `(grid, conventions)`.
     """
     check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    check_gaussian(qs, "qs")
+    check_gaussian(p, "p")
+    if qs.mean.ndim != 3:
+        raise ValueError(
+            f"`qs` must hold means of shape (grid, conventions, d), got {qs.mean.shape}."
+        )
+    check_gram_dtype(gram_dtype)
+    check_int(block_size, "block_size", minimum=1)
+    check_positive(s, "s")
+    check_positive(bandwidth, "bandwidth")
+    d = p.mean.shape[-1]
+    if qs.mean.shape[-1] != d:
+        raise ValueError(f"`qs` has dimension {qs.mean.shape[-1]} but `p` has dimension {d}.")
+    for g, x0 in enumerate(x0s):
+        check_points(x0, f"x0s[{g}]")
+        if x0.shape[1] != d:
+            raise ValueError(f"`x0s[{g}]` has dimension {x0.shape[1]} but `p` has dimension {d}.")
+    if reference is not None:
+        reference = check_points(reference, "reference")
+        if reference.shape[1] != d:
+            raise ValueError(
+                f"`reference` has dimension {reference.shape[1]} but `p` has dimension {d}."
+            )
     grid, n_conv = qs.mean.shape[:2]
     if len(x0s) != grid:
         raise ValueError(

@@ -5,7 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from .._checks import check_choice
+from .._checks import check_choice, check_gram_dtype, check_int
 from .._numerics import log_diff_exp, signed_logsumexp
 from ..data import Gaussian
 from ._kernel import (
@@ -212,7 +212,6 @@ def exact_relative(
     return combine_terms(log_terms, log_eta)
 
 
-@eqx.filter_jit
 def relative_distance(
     q: Gaussian,
     train: KernelMixture,
@@ -309,7 +308,23 @@ def relative_distance(
     ```
     """
     check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    if not isinstance(train, KernelMixture):
+        raise TypeError(f"`train` must be a `KernelMixture`, got {type(train).__name__}.")
     check_same_d(q, ("train", train), ("reference", reference))
+    check_gram_dtype(gram_dtype)
+    block_size = check_int(block_size, "block_size", minimum=1)
+    return _relative_distance(q, train, reference, arithmetic, gram_dtype, block_size)
+
+
+@eqx.filter_jit
+def _relative_distance(
+    q: Gaussian,
+    train: KernelMixture,
+    reference: KernelMixture | Gaussian,
+    arithmetic: str,
+    gram_dtype,
+    block_size: int,
+) -> RelativeDistance:
     train = check_mixture(train, "train")
     if isinstance(reference, KernelMixture):
         reference = check_mixture(reference, "reference")

@@ -10,7 +10,14 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from .._checks import check_positive, check_positive_int, check_scalar
+from .._checks import (
+    check_finite_scalar,
+    check_int,
+    check_key,
+    check_optional_int,
+    check_positive,
+    check_positive_int,
+)
 from .._custom_types import Point, PRNGKey, Sigma
 from .._numerics import inf_norm
 from ..data import Dataset
@@ -197,7 +204,9 @@ def virtual_point_stability(
     host = np.asarray(points, np.float64)
     apex, edges = (host[0], host[1:] - host[0]) if simplex else (np.zeros(host.shape[1]), host)
     m = edges.shape[0]
-    sizes = tuple(int(k) for k in sizes)
+    if isinstance(sizes, (int, np.integer)):
+        raise TypeError(f"`sizes` must be a sequence of ints, got {sizes!r}; e.g. sizes=(2,).")
+    sizes = tuple(check_int(k, "sizes", minimum=0) for k in sizes)
     if not sizes or any(not 0 <= k <= m for k in sizes):
         raise ValueError(
             f"`sizes` must be non-empty, each in [0, {m}] (the number of edges); got {sizes}."
@@ -205,8 +214,11 @@ def virtual_point_stability(
     iterations = check_positive_int(iterations, "iterations")
     if max_subsets is not None:
         max_subsets = check_positive_int(max_subsets, "max_subsets")
-    sigma = check_scalar(sigma, "sigma", dtype)
+    sigma = check_finite_scalar(sigma, "sigma", dtype)
     tol = check_positive(tol, "tol")
+    chunk_size = check_optional_int(chunk_size, "chunk_size")
+    if key is not None:
+        check_key(key)
     tol = 0.2 * np.min(np.linalg.norm(edges, axis=1)) if tol is None else tol
     tol = np.asarray(tol, dtype)
 

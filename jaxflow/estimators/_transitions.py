@@ -5,9 +5,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from .._checks import check_choice, check_positive_int, check_unit_interval
+from .._checks import check_choice, check_key, check_positive_int, check_unit_interval, is_concrete
 from .._custom_types import PRNGKey
 from ._intervals import wilson_interval
 
@@ -59,7 +60,14 @@ def transition_probability(
             f"`positive` must be booleans with a leading axis over repetitions, got dtype "
             f"{positive.dtype} and shape {positive.shape}."
         )
+    if positive.shape[0] == 0:
+        raise ValueError("`positive` has no repetitions (leading axis 0); pass at least one.")
     certain = jnp.ones_like(positive) if certain is None else jnp.asarray(certain)
+    if certain.shape != positive.shape or certain.dtype != jnp.bool_:
+        raise ValueError(
+            f"`certain` must be booleans of the shape of `positive`, {positive.shape}, got "
+            f"dtype {certain.dtype} and shape {certain.shape}."
+        )
     positives = jnp.sum(positive, axis=0)
     trials = jnp.full_like(positives, positive.shape[0])
     lower, upper = wilson_interval(positives, trials, confidence)
@@ -170,6 +178,13 @@ def transition_point(
     **Returns:** a [`jaxflow.estimators.TransitionPoint`][].
     """
     dtype = jnp.result_type(float)
+    check_key(key)
+    if is_concrete(ns):
+        host_ns = np.asarray(ns)
+        if host_ns.ndim == 1 and not np.issubdtype(host_ns.dtype, np.integer):
+            raise ValueError(f"`ns` must be integer sizes, got {host_ns.tolist()}.")
+        if host_ns.ndim == 1 and (np.any(np.diff(host_ns) <= 0) or np.any(host_ns < 1)):
+            raise ValueError(f"`ns` must be positive and increasing, got {host_ns.tolist()}.")
     ns = jnp.asarray(ns, dtype)
     positive = jnp.asarray(positive)
     if ns.ndim != 1 or ns.shape[0] < 2:
@@ -180,13 +195,18 @@ def transition_point(
         )
     if positive.dtype != jnp.bool_:
         raise TypeError(f"`positive` must be boolean, got dtype {positive.dtype}; pass Delta > 0.")
+    if positive.shape[0] == 0:
+        raise ValueError("`positive` has no repetitions (leading axis 0); pass at least one.")
+    if not is_concrete(ns):
+        ns = eqx.error_if(
+            ns,
+            jnp.any(jnp.diff(ns) <= 0) | jnp.any(ns <= 0),
+            "`ns` must be positive and increasing.",
+        )
     check_choice(which, ("first", "last"), "which")
     check_unit_interval(level, "level")
     check_unit_interval(confidence, "confidence")
     resamples = check_positive_int(resamples, "resamples")
-    ns = eqx.error_if(
-        ns, jnp.any(jnp.diff(ns) <= 0) | jnp.any(ns <= 0), "`ns` must be positive and increasing."
-    )
     point, lower, upper, fraction = _bootstrap(
         key, ns, positive, level, which, resamples, confidence
     )

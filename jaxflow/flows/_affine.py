@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_gaussian, check_int, check_same_dtype
 from ..data import Gaussian
 from ..denoisers import AbstractAffineDenoiser, AffineDenoiser, PiecewiseAffine
 from ._heun import ExplicitHeun
@@ -38,7 +39,6 @@ def _step_map(denoiser, s0, s1, heun: bool):
     return eye + 0.5 * h * (f0 + f1 @ pred), 0.5 * h * (g0 + f1 @ pred_c + g1)
 
 
-@eqx.filter_jit
 def gaussian_probability_flow(
     denoiser: AffineDenoiser | PiecewiseAffine,
     start: Gaussian,
@@ -127,9 +127,23 @@ def gaussian_probability_flow(
             f"`solver` must be 'euler' or 'heun' for exact propagation, got {solver!r}."
         )
     heun = isinstance(solver, _HEUN)
+    check_gaussian(start, "start")
     dtype = start.mean.dtype
-    sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, dtype)
-    grid = as_schedule(schedule).grid(sigma_max, sigma_min, steps)
+    d = start.mean.shape[-1]
+    if denoiser.bias.shape[-1] != d:
+        raise ValueError(
+            f"`denoiser` has dimension {denoiser.bias.shape[-1]} but `start` has dimension {d}."
+        )
+    check_same_dtype(start.mean, "start", denoiser.bias, "denoiser")
+    steps = check_int(steps, "steps", minimum=1)
+    schedule = as_schedule(schedule)
+    sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, dtype, "gaussian_probability_flow")
+    return _gaussian_probability_flow(denoiser, start, sigma_max, sigma_min, steps, schedule, heun)
+
+
+@eqx.filter_jit
+def _gaussian_probability_flow(denoiser, start, sigma_max, sigma_min, steps: int, schedule, heun):
+    grid = schedule.grid(sigma_max, sigma_min, steps)
     return propagate_on_grid(denoiser, start, grid, heun=heun)
 
 

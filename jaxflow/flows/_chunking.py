@@ -9,6 +9,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PyTree
 from tqdm.auto import tqdm
 
+from .._checks import check_optional_int
 from ..data import GaussianStarts
 
 
@@ -85,8 +86,7 @@ def map_chunks(
     devices. Outputs whose leading axis is the batch are assembled in order.
     """
     total = num_starts(y0)
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
+    chunk_size = check_optional_int(chunk_size, "chunk_size")
     multiple = block_size * jax.local_device_count()
     size = total if chunk_size is None else min(int(chunk_size), total)
     size = math.ceil(size / multiple) * multiple

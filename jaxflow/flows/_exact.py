@@ -2,7 +2,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_same_dtype, is_concrete
 from ..denoisers import MinNormOrthogonal
+from ._integrate import check_batch
+from ._probability import _check_levels
 
 
 def _frame(denoiser: MinNormOrthogonal, y0, name: str):
@@ -15,12 +18,13 @@ def _frame(denoiser: MinNormOrthogonal, y0, name: str):
         raise ValueError(
             f"`y0` must have shape (batch, {denoiser.points.shape[1]}), got {jnp.shape(y0)}."
         )
+    check_batch(y0)
+    check_same_dtype(denoiser.points, "denoiser", y0, "y0")
     lengths = jnp.linalg.norm(denoiser.points, axis=1)
     units = denoiser.points / lengths[:, None]
     return lengths, units, y0 @ units.T
 
 
-@eqx.filter_jit
 def score_flow_limit(
     denoiser: MinNormOrthogonal, y0: Float[Array, "batch d"]
 ) -> Float[Array, "batch d"]:
@@ -30,11 +34,16 @@ def score_flow_limit(
 
     **Arguments:** the closed-form `denoiser` and starts `y0` of shape `(batch, d)`.
     """
+    _frame(denoiser, y0, "score_flow_limit")
+    return _score_flow_limit(denoiser, y0)
+
+
+@eqx.filter_jit
+def _score_flow_limit(denoiser, y0):
     lengths, _, s0 = _frame(denoiser, y0, "score_flow_limit")
     return (s0 >= lengths / 2).astype(y0.dtype) @ denoiser.points
 
 
-@eqx.filter_jit
 def exact_probability_flow(
     denoiser: MinNormOrthogonal,
     y0: Float[Array, "batch d"],
@@ -58,9 +67,21 @@ def exact_probability_flow(
 
     **Returns:** the endpoints $y(\sigma_{\min})$, shape `(batch, d)`.
     """
+    _frame(denoiser, y0, "exact_probability_flow")
+    sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, y0.dtype, "exact_probability_flow")
+    if is_concrete(sigma_max) and is_concrete(denoiser.points):
+        if not float(sigma_max) < float(denoiser.max_sigma):
+            raise ValueError(
+                f"`sigma_max` must be below the closed form's `max_sigma` = "
+                f"{float(denoiser.max_sigma):.6g} (2 * alpha * sigma_max < min_n L_n), got "
+                f"{float(sigma_max)}."
+            )
+    return _exact_probability_flow(denoiser, y0, sigma_max, sigma_min)
+
+
+@eqx.filter_jit
+def _exact_probability_flow(denoiser, y0, sigma_max, sigma_min):
     lengths, units, s0 = _frame(denoiser, y0, "exact_probability_flow")
-    sigma_max = jnp.asarray(sigma_max, y0.dtype)
-    sigma_min = jnp.asarray(sigma_min, y0.dtype)
     rho_max, rho_min = denoiser.alpha * sigma_max, denoiser.alpha * sigma_min
     rho_max = eqx.error_if(
         rho_max,

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_finite
 from ..data import GaussianStarts
 from ._chunking import BLOCK_SIZE, blockwise, map_chunks
 from ._heun import ExplicitHeun
@@ -31,7 +32,7 @@ def as_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
         return SOLVERS[solver]
     except (KeyError, TypeError):
         raise ValueError(
-            f"Unknown solver {solver!r}; choose one of {', '.join(SOLVERS)} "
+            f"Unknown `solver` {solver!r}; choose one of {', '.join(SOLVERS)} "
             "or pass a `diffrax.AbstractSolver`."
         ) from None
 
@@ -69,6 +70,14 @@ def check_batch(y0, name: str = "y0") -> None:
         )
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"`{name}` must be floating point, got dtype {y0.dtype}.")
+    if 0 in shape:
+        raise ValueError(f"`{name}` is empty (shape {tuple(shape)}); pass at least one start.")
+    check_finite(y0, name)
+
+
+def batch_dim(y0) -> int:
+    """The dimension d of a batch of starts or a `GaussianStarts`."""
+    return y0.d if isinstance(y0, GaussianStarts) else y0.shape[-1]
 
 
 @eqx.filter_jit

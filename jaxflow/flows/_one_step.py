@@ -2,7 +2,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from .._checks import check_choice, check_points
+from .._checks import check_choice, check_points, check_same_dtype, mask_weights, positive_scalars
 from ..data import Gaussian, masked_moments, ou_coefficients
 from ..denoisers import AffineDenoiser
 
@@ -11,7 +11,6 @@ COVARIANCE_CONVENTIONS = ("consistent", "reference")
 """The covariance conventions of [`jaxflow.flows.one_step_gaussian`][], default first."""
 
 
-@eqx.filter_jit
 def one_step_gaussian(
     denoiser: AffineDenoiser,
     x0: Float[Array, "n d"],
@@ -48,12 +47,31 @@ def one_step_gaussian(
 
     **Returns:** a [`jaxflow.data.Gaussian`][].
 
-    **Raises:** `ValueError` for an unknown `convention` or fewer than 2 points.
+    **Raises:** `ValueError` for an unknown `convention`, fewer than 2 points, a
+    non-finite `x0`, a denoiser of another dimension or a concrete `T` or `lam` that is
+    not positive and finite (an `EquinoxRuntimeError` for a traced one); `TypeError` for
+    another denoiser or dtype.
     """
     check_choice(convention, COVARIANCE_CONVENTIONS, "convention")
+    if not isinstance(denoiser, AffineDenoiser):
+        raise TypeError(
+            "`denoiser` must be a `jaxflow.denoisers.AffineDenoiser` (e.g. from "
+            f"`jaxflow.training.fit_affine`), got {type(denoiser).__name__}."
+        )
     x0 = check_points(x0, min_points=2)
-    T = jnp.asarray(T, x0.dtype)
-    lam = jnp.asarray(lam, x0.dtype)
+    if denoiser.bias.shape[-1] != x0.shape[1]:
+        raise ValueError(
+            f"`denoiser` has dimension {denoiser.bias.shape[-1]} but `x0` has dimension "
+            f"{x0.shape[1]}; pass the points it was fitted on."
+        )
+    check_same_dtype(x0, "x0", denoiser.weight, "denoiser")
+    T, lam = positive_scalars(x0.dtype, "one_step_gaussian", T=T, lam=lam)
+    mask_weights(mask, x0.shape[0], x0.dtype, min_rows=2)
+    return _one_step_gaussian(denoiser, x0, T, lam, convention, mask)
+
+
+@eqx.filter_jit
+def _one_step_gaussian(denoiser, x0, T, lam, convention: str, mask) -> Gaussian:
     a, c2 = ou_coefficients(T, lam)
     xbar, var, _ = masked_moments(x0, mask)
     v = a**2 * jnp.mean(var) + c2

@@ -5,10 +5,18 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import (
+    check_denoiser,
+    check_int,
+    check_optional_int,
+    check_ordered_within,
+    check_positive,
+    is_concrete,
+)
 from .._custom_types import Point, Sigma
 from ..data import GaussianStarts
 from ._heun import ExplicitHeun
-from ._integrate import as_controller, as_solver, check_batch, integrate, uses_grid
+from ._integrate import as_controller, as_solver, batch_dim, check_batch, integrate, uses_grid
 from ._schedules import AbstractSchedule, as_schedule, Geometric
 from ._solution import FlowSolution
 
@@ -19,15 +27,24 @@ def edm_vector_field(sigma: Sigma, y: Point, denoiser: Callable) -> Point:
     return (y - denoiser(y, sigma)) / sigma
 
 
-def _check_levels(sigma_max, sigma_min, dtype):
+def _check_levels(sigma_max, sigma_min, dtype, who: str = "probability_flow"):
     sigma_max = jnp.asarray(sigma_max, dtype)
     sigma_min = jnp.asarray(sigma_min, dtype)
     if sigma_max.ndim or sigma_min.ndim:
         raise ValueError("`sigma_max` and `sigma_min` must be scalars; vmap over a sweep.")
+    check_positive(sigma_min, "sigma_min")
+    check_positive(sigma_max, "sigma_max")
+    if is_concrete(sigma_max) and is_concrete(sigma_min):
+        if not float(sigma_max) > float(sigma_min):
+            raise ValueError(
+                f"`sigma_max` must exceed `sigma_min`, got sigma_max={float(sigma_max)} and "
+                f"sigma_min={float(sigma_min)}; the flow runs from sigma_max down to sigma_min."
+            )
+        return sigma_max, sigma_min
     sigma_max = eqx.error_if(
         sigma_max,
-        ~((sigma_max > sigma_min) & (sigma_min > 0)),
-        "probability_flow needs sigma_max > sigma_min > 0.",
+        ~((sigma_max > sigma_min) & (sigma_min > 0) & jnp.isfinite(sigma_max)),
+        f"{who} needs finite sigma_max > sigma_min > 0.",
     )
     return sigma_max, sigma_min
 
@@ -128,9 +145,16 @@ def probability_flow(
         a plain `jax.jit` re-raises it as a JAX error with the same message.
     """
     check_batch(y0)
+    check_denoiser(denoiser, batch_dim(y0), y0.dtype)
     controller = as_controller(stepsize_controller, solver)
     solver = as_solver(solver)
+    steps = check_int(steps, "steps", minimum=1)
+    chunk_size = check_optional_int(chunk_size, "chunk_size")
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
     sigma_max, sigma_min = _check_levels(sigma_max, sigma_min, y0.dtype)
+    check_ordered_within(
+        save_sigmas, sigma_max, sigma_min, "save_sigmas", interval="sigma_max down to sigma_min"
+    )
     if uses_grid(controller):
         controller = dfx.StepTo(ts=as_schedule(schedule).grid(sigma_max, sigma_min, steps))
     return integrate(

@@ -55,6 +55,6 @@ def as_schedule(schedule: str | AbstractSchedule) -> AbstractSchedule:
         return SCHEDULES[schedule]
     except KeyError:
         raise ValueError(
-            f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)} "
+            f"Unknown `schedule` {schedule!r}; choose one of {', '.join(SCHEDULES)} "
             "or pass an `AbstractSchedule`."
         ) from None

@@ -5,10 +5,18 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import (
+    check_denoiser,
+    check_int,
+    check_optional_int,
+    check_ordered_within,
+    check_positive,
+    is_concrete,
+)
 from .._custom_types import Point, Sigma
 from ..data import GaussianStarts
 from ._heun import ExplicitHeun
-from ._integrate import as_controller, as_solver, check_batch, integrate, uses_grid
+from ._integrate import as_controller, as_solver, batch_dim, check_batch, integrate, uses_grid
 from ._solution import FlowSolution
 
 
@@ -83,18 +91,25 @@ def score_flow(
     - with `throw=True`, `equinox.EquinoxRuntimeError` if a trajectory failed.
     """
     check_batch(y0)
+    check_denoiser(denoiser, batch_dim(y0), y0.dtype)
     controller = as_controller(stepsize_controller, solver)
     solver = as_solver(solver)
+    steps = check_int(steps, "steps", minimum=1)
+    chunk_size = check_optional_int(chunk_size, "chunk_size")
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
     dtype = y0.dtype
-    t1 = jnp.asarray(t1, dtype)
-    if t1.ndim:
-        raise ValueError("`t1` must be a scalar.")
-    t1 = eqx.error_if(t1, t1 <= 0, "score_flow needs t1 > 0.")
+    sigma = check_positive(jnp.asarray(sigma, dtype), "sigma")
+    t1 = check_positive(jnp.asarray(t1, dtype), "t1")
+    if not is_concrete(t1) or not is_concrete(sigma):
+        t1 = eqx.error_if(
+            t1, ~((t1 > 0) & jnp.isfinite(t1) & (sigma > 0)), "score_flow needs t1 > 0, sigma > 0."
+        )
+    check_ordered_within(save_ts, jnp.zeros((), dtype), t1, "save_ts", interval="0 up to t1")
     if uses_grid(controller):
         controller = dfx.StepTo(ts=jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype) * t1)
     return integrate(
         score_vector_field,
-        (denoiser, jnp.asarray(sigma, dtype)),
+        (denoiser, sigma),
         y0,
         t0=0.0,
         t1=t1,

@@ -9,7 +9,17 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_positive_int, check_scalar, positive_scalars
+from .._checks import (
+    check_choice,
+    check_finite,
+    check_finite_scalar,
+    check_gram_dtype,
+    check_int,
+    check_key,
+    check_positive_int,
+    check_same_dtype,
+    positive_scalars,
+)
 from .._custom_types import PRNGKey
 from ..data import forward_jump, Gaussian
 from ..estimators import (
@@ -44,8 +54,10 @@ def _cell_inputs(key_rep, n: int, d: int, m, s, T, lam, draws: int, dtype):
 
 
 def _check_grid(ns: Sequence[int]) -> tuple[int, ...]:
-    ns = tuple(int(n) for n in ns)
-    if not ns or any(n < 2 for n in ns) or list(ns) != sorted(set(ns)):
+    if isinstance(ns, (int, np.integer)) or not isinstance(ns, (Sequence, np.ndarray, jax.Array)):
+        raise TypeError(f"`ns` must be a sequence of training-set sizes, got {ns!r}.")
+    ns = tuple(check_int(n, "ns", minimum=2) for n in np.asarray(ns).tolist())
+    if not ns or list(ns) != sorted(set(ns)):
         raise ValueError(f"`ns` must be increasing training-set sizes, each >= 2, got {ns}.")
     return ns
 
@@ -77,14 +89,22 @@ def sweep_inputs(
     **Returns:** `(x0, xt, reference)`, shapes `(n, d)`, `(n, draws, d)` and
     `(reference_size, d)` (`None` when `reference_size` is `None`).
     """
-    dtype = jnp.result_type(float)
+    repetition = check_int(repetition, "repetition", minimum=0)
+    n = check_int(n, "n", minimum=2)
+    d = check_positive_int(d, "d")
+    draws = check_positive_int(draws, "draws")
+    if reference_size is not None:
+        reference_size = check_int(reference_size, "reference_size", minimum=2)
+    check_key(key)
+    model = _model(m, s, T, lam, 1.0)
+    dtype = model.m.dtype
     key_rep = jr.fold_in(key, repetition)
-    x0, xt = _cell_inputs(
-        key_rep, int(n), d, jnp.asarray(m, dtype), jnp.asarray(s, dtype), T, lam, draws, dtype
-    )
+    x0, xt = _cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
     if reference_size is None:
         return x0, xt, None
-    reference = _draw(jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, m, s, dtype)
+    reference = _draw(
+        jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
+    )
     return x0, xt, reference
 
 
@@ -254,8 +274,8 @@ def _check_options(conventions, arithmetic, reference_size, draws, d):
             f"got {conventions}."
         )
     check_choice(arithmetic, ARITHMETICS, "arithmetic")
-    if reference_size is not None and (check_positive_int(reference_size, "reference_size") < 2):
-        raise ValueError(f"`reference_size` must be an int >= 2 or None, got {reference_size!r}.")
+    if reference_size is not None:
+        check_int(reference_size, "reference_size", minimum=2)
     check_positive_int(draws, "draws")
     check_positive_int(d, "d")
     return conventions
@@ -263,7 +283,7 @@ def _check_options(conventions, arithmetic, reference_size, draws, d):
 
 def _model(m, s, T, lam, bandwidth) -> _Model:
     dtype = jnp.result_type(float)
-    m = check_scalar(m, "m", dtype)
+    m = check_finite_scalar(m, "m", dtype)
     s, T, lam, bandwidth = positive_scalars(
         dtype, "relative_distance_sweep", s=s, T=T, lam=lam, bandwidth=bandwidth
     )
@@ -371,9 +391,12 @@ def relative_distance_sweep(
     ```
     """
     ns = _check_grid(ns)
+    check_key(key)
     conventions = _check_options(conventions, arithmetic, reference_size, draws, d)
     repetitions = check_positive_int(repetitions, "repetitions")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    block_size = check_positive_int(block_size, "block_size")
+    check_gram_dtype(gram_dtype)
     model = _model(m, s, T, lam, bandwidth)
     cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
     grid = dict(ns=ns, reference_size=reference_size, draws=draws)
@@ -449,17 +472,25 @@ def relative_distance_arrays(
     **Returns:** a [`jaxflow.studies.RelativeDistanceSweep`][] with `ns = (n,)`.
     """
     x0, xt = jnp.asarray(x0), jnp.asarray(xt)
-    if x0.ndim != 3 or not jnp.issubdtype(x0.dtype, jnp.floating):
+    if x0.ndim != 3 or not jnp.issubdtype(x0.dtype, jnp.floating) or 0 in x0.shape:
         raise ValueError(
-            f"`x0` must be a floating array of shape (R, n, d), got {x0.dtype} {x0.shape}."
+            f"`x0` must be a floating array of shape (R, n, d), none empty, got {x0.dtype} "
+            f"{x0.shape}."
         )
     r, n, d = x0.shape
     if xt.ndim != 4 or xt.shape[:2] != (r, n) or xt.shape[3] != d:
         raise ValueError(f"`xt` must have shape ({r}, {n}, draws, {d}), got {xt.shape}.")
+    check_same_dtype(x0, "x0", xt, "xt")
+    check_finite(x0, "x0")
+    check_finite(xt, "xt")
     if reference is not None:
         reference = jnp.asarray(reference)
         if reference.ndim != 3 or reference.shape[0] != r or reference.shape[2] != d:
             raise ValueError(f"`reference` must have shape ({r}, N_O, {d}), got {reference.shape}.")
+        check_same_dtype(x0, "x0", reference, "reference")
+        check_finite(reference, "reference")
+    check_gram_dtype(gram_dtype)
+    block_size = check_positive_int(block_size, "block_size")
     conventions = _check_options(
         conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
     )

@@ -2,7 +2,14 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from .._checks import check_points, mask_weights, positive_scalars
+from .._checks import (
+    check_finite,
+    check_floating,
+    check_points,
+    check_same_dtype,
+    mask_weights,
+    positive_scalars,
+)
 from ..data import masked_moments, ou_coefficients
 from ..denoisers import AffineDenoiser
 
@@ -24,7 +31,32 @@ def _centred_fit(
     return weight, out_mean - weight @ in_mean
 
 
-@eqx.filter_jit
+def check_noisy_copies(xt, x0: Array, name: str = "xt", *, levels: int | None = None) -> Array:
+    """Noisy copies of `x0`: shape `(n, k, d)` (or `(levels, n, k, d)`), floating, of
+    `x0`'s dtype and finite."""
+    xt = jnp.asarray(xt)
+    n, d = x0.shape
+    lead = () if levels is None else (levels,)
+    want = "(n, k, d)" if levels is None else "(levels, n, k, d)"
+    if (
+        xt.ndim != len(lead) + 3
+        or xt.shape[: len(lead)] != lead
+        or xt.shape[-3] != n
+        or (xt.shape[-1] != d)
+    ):
+        raise ValueError(
+            f"`{name}` must have shape {want} with n={n}, d={d}"
+            + ("" if levels is None else f", levels={levels}")
+            + f", got {xt.shape}; pass the noisy copies of `x0`."
+        )
+    if xt.shape[-2] == 0:
+        raise ValueError(f"`{name}` is empty (k = 0 copies per point); pass at least one.")
+    check_floating(xt, name)
+    check_same_dtype(x0, "x0", xt, name)
+    check_finite(xt, name)
+    return xt
+
+
 def fit_affine(
     x0: Float[Array, "n d"], xt: Float[Array, "n k d"], *, mask: Bool[ArrayLike, " n"] | None = None
 ) -> AffineDenoiser:
@@ -55,11 +87,13 @@ def fit_affine(
         constant), jit-compiled once per shape, and vmappable over repetitions.
     """
     x0 = check_points(x0)
-    if xt.ndim != 3 or xt.shape[0] != x0.shape[0] or xt.shape[2] != x0.shape[1]:
-        raise ValueError(
-            f"`xt` must have shape (n, k, d) = ({x0.shape[0]}, k, {x0.shape[1]}), got {xt.shape}; "
-            "pass the noisy copies of `x0`."
-        )
+    xt = check_noisy_copies(xt, x0)
+    mask_weights(mask, x0.shape[0], x0.dtype)
+    return _fit_affine(x0, xt, mask)
+
+
+@eqx.filter_jit
+def _fit_affine(x0, xt, mask) -> AffineDenoiser:
     n, k, d = xt.shape
     w = jnp.repeat(mask_weights(mask, n, x0.dtype), k)
     targets = jnp.broadcast_to(x0[:, None, :], xt.shape).reshape(n * k, d)
@@ -83,7 +117,6 @@ def wiener_fit(
     return AffineDenoiser(weight, mean - a * weight @ mean)
 
 
-@eqx.filter_jit
 def wiener_affine(
     x0: Float[Array, "n d"],
     *,
@@ -135,4 +168,10 @@ def wiener_affine(
     """
     x0 = check_points(x0)
     T, lam = positive_scalars(x0.dtype, "wiener_affine", T=T, lam=lam)
+    mask_weights(mask, x0.shape[0], x0.dtype)
+    return _wiener_affine(x0, T, lam, mask)
+
+
+@eqx.filter_jit
+def _wiener_affine(x0, T, lam, mask) -> AffineDenoiser:
     return wiener_fit(x0, *ou_coefficients(T, lam), mask)

@@ -3,12 +3,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from .._checks import check_levels, check_points
+from .._checks import check_levels, check_points, mask_weights
 from ..denoisers import PiecewiseAffine
-from ._affine import fit_affine, wiener_fit
+from ._affine import _fit_affine, check_noisy_copies, wiener_fit
 
 
-@eqx.filter_jit
 def fit_piecewise_affine(
     x0: Float[Array, "n d"],
     xs: Float[Array, "levels n k d"],
@@ -42,16 +41,17 @@ def fit_piecewise_affine(
     """
     x0 = check_points(x0)
     sigmas = check_levels(sigmas, x0.dtype)
-    if xs.ndim != 4 or xs.shape[0] != sigmas.shape[0]:
-        raise ValueError(
-            f"`xs` must have shape (levels, n, k, d) with levels={sigmas.shape[0]}, "
-            f"got {xs.shape}; pass one set of noisy copies per level."
-        )
-    fits = jax.vmap(lambda x: fit_affine(x0, x, mask=mask))(xs)
-    return PiecewiseAffine(sigmas, fits.weight, fits.bias)
+    xs = check_noisy_copies(xs, x0, "xs", levels=sigmas.shape[0])
+    mask_weights(mask, x0.shape[0], x0.dtype)
+    return _fit_piecewise_affine(x0, xs, sigmas, mask)
 
 
 @eqx.filter_jit
+def _fit_piecewise_affine(x0, xs, sigmas, mask) -> PiecewiseAffine:
+    fits = jax.vmap(lambda x: _fit_affine(x0, x, mask))(xs)
+    return PiecewiseAffine(sigmas, fits.weight, fits.bias)
+
+
 def wiener_piecewise_affine(
     x0: Float[Array, "n d"],
     sigmas: Real[ArrayLike, " levels"],
@@ -73,6 +73,12 @@ def wiener_piecewise_affine(
     """
     x0 = check_points(x0)
     sigmas = check_levels(sigmas, x0.dtype)
+    mask_weights(mask, x0.shape[0], x0.dtype)
+    return _wiener_piecewise_affine(x0, sigmas, mask)
+
+
+@eqx.filter_jit
+def _wiener_piecewise_affine(x0, sigmas, mask) -> PiecewiseAffine:
     one = jnp.ones((), x0.dtype)
     fits = jax.vmap(lambda s: wiener_fit(x0, one, s**2, mask))(sigmas)
     return PiecewiseAffine(sigmas, fits.weight, fits.bias)
