@@ -315,13 +315,25 @@ def test_min_norm_refuses_degenerate_point_sets():
 
 def test_min_norm_accepts_data_built_in_float32():
     # QR-built orthogonal data in float32 is orthogonal only to ~1e-7: the tolerance
-    # must accept it.
+    # must accept it, and the denoiser then computes in float32, agreeing with the
+    # float64 closed form of the same points to float32 accuracy.
+    sigma = jnp.float32(0.01)
     data = jf.data.orthogonal(30, 30, key=jr.key(0), rotate=True, dtype=jnp.float32)
-    jf.MinNormOrthogonal(data.points)
     simplex = jf.data.obtuse_simplex(
         30, 30, key=jr.key(1), beta=0.0, rotate=True, dtype=jnp.float32
     )
-    jf.MinNormObtuseSimplex(simplex.points)
+    cases = [
+        (jf.MinNormOrthogonal(data.points), data.points, closed_form_orthogonal),
+        (jf.MinNormObtuseSimplex(simplex.points), simplex.points, closed_form_simplex),
+    ]
+    for denoiser, points, oracle in cases:
+        assert denoiser.points.dtype == denoiser.alpha.dtype == jnp.float32
+        y = 0.5 * jnp.sum(points, axis=0) + 0.1 * jr.normal(jr.key(2), (30,), jnp.float32)
+        out = denoiser(y, sigma)
+        assert out.dtype == jnp.float32 and out.shape == (30,)
+        rho = float(denoiser.alpha) * float(sigma)
+        expected = oracle(np.asarray(y, np.float64)[None], np.asarray(points, np.float64), rho)
+        np.testing.assert_allclose(np.asarray(out, np.float64), expected[0], atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_a_start_that_leaves_and_comes_back_is_not_stable():
     np.testing.assert_array_equal(np.asarray(result.drift[0]), has_first.astype(float))
 
 
-def test_empirical_optimal_denoiser_moves_every_sum_at_least_halfway_to_a_point():
+def test_empirical_optimal_denoiser_moves_every_pair_and_triple_sum_at_least_halfway():
     # At small sigma the posterior mean at a sum of k unit points weighs those k equally
     # and the rest not at all: the sum moves to their centroid, at least 1/2 away in L-inf
     # (and on to one of the points once rounding breaks the tie). Single points stay.
