@@ -1,10 +1,14 @@
 """The argument checks every stage makes, written once.
 
 Each check names the argument it refuses, fits its message on one line and says what
-to pass instead. Checks on shapes, dtypes and Python options run on the host when a
-function is traced; checks on array values that may be traced (a noise level, a
-diffusion time) go through `eqx.error_if`, so they hold under `jit` and report the
-failing batch index under `vmap`. Always use the array such a check returns.
+to pass instead. Checks on shapes, dtypes, counts and Python options run on the host
+when a function is called or traced. Checks on array values (a noise level, a
+diffusion time, NaN or inf in the data) run on the host when the value is concrete, so
+that a user sees one line before any work; when the value is traced (under `jit`,
+`vmap` or `grad`) they go through `eqx.error_if` instead, which holds under `jit` and
+reports the failing batch index under `vmap`. Always use the array such a check
+returns. A stage's public function checks its arguments and then calls its jitted
+core, so a check costs nothing on the hot path.
 """
 
 import numbers

@@ -41,7 +41,8 @@ def wilson_interval(
     the interval is the uninformative $[0, 1]$.
 
     **Raises:** `ValueError` for a `confidence` outside $(0, 1)$; `TypeError` for
-    non-integer counts; an `EquinoxRuntimeError` unless $0 \le k \le n$.
+    non-integer counts; `ValueError` unless $0 \le k \le n$ (an `EquinoxRuntimeError`
+    for traced counts).
 
     ```python
     import jax.numpy as jnp

@@ -281,7 +281,9 @@ def relative_distance(
     **Returns:** a [`jaxflow.estimators.RelativeDistance`][] in the dtype of `q`.
 
     **Raises:** `ValueError`/`TypeError` for mismatched dimensions, a wrong type or an
-    unknown `arithmetic`; an `EquinoxRuntimeError` for a non-positive `s` or bandwidth.
+    unknown `arithmetic`, a `block_size` that is not a positive int or a `gram_dtype`
+    that is not floating; an `EquinoxRuntimeError` for a traced non-positive `s` or
+    bandwidth (a concrete one is refused by [`jaxflow.estimators.KernelMixture`][]).
 
     !!! note
         With `arithmetic="reference"` the terms are the reference's own: `self_train`

@@ -86,8 +86,10 @@ def gaussian_probability_flow(
 
     **Returns:** the law of $y(\sigma_{\min})$, a [`jaxflow.data.Gaussian`][].
 
-    **Raises:** `ValueError` for another solver or a non-Gaussian start; an
-    `EquinoxRuntimeError` unless $\sigma_{\max} > \sigma_{\min} > 0$.
+    **Raises:** `ValueError` for another solver, a non-Gaussian start, a denoiser of
+    another dimension, a `steps` that is not a positive int, or concrete noise levels
+    unless $\sigma_{\max} > \sigma_{\min} > 0$ (an `EquinoxRuntimeError` for traced
+    ones); `TypeError` for a denoiser of another dtype.
 
     **Example:** the exact KL divergence of a 16-step flow with noise-averaged affine
     denoisers, and its gradient with respect to $\sigma_{\max}$:

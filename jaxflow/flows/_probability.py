@@ -138,8 +138,12 @@ def probability_flow(
 
     **Raises:**
 
-    - `ValueError`/`TypeError` at trace time for a malformed `y0` or option;
-    - `equinox.EquinoxRuntimeError` unless $\sigma_{\max} > \sigma_{\min} > 0$;
+    - `ValueError`/`TypeError` at trace time for a malformed, empty or non-finite `y0`,
+        a denoiser that does not map a point of `y0` to a point of the same shape and
+        dtype, a count (`steps`, `chunk_size`, `max_steps`) that is not a positive int,
+        `save_sigmas` outside the interval, or another malformed option;
+    - `ValueError` for concrete noise levels unless $\sigma_{\max} > \sigma_{\min} > 0$
+        (finite), `equinox.EquinoxRuntimeError` for traced ones;
     - with `throw=True`, `equinox.EquinoxRuntimeError` (a `RuntimeError`) if a
         trajectory failed, with the message of its `result`. Under `eqx.filter_jit` too;
         a plain `jax.jit` re-raises it as a JAX error with the same message.

@@ -86,8 +86,10 @@ def score_flow(
 
     **Raises:**
 
-    - `ValueError`/`TypeError` at trace time for a malformed `y0` or option;
-    - `equinox.EquinoxRuntimeError` unless $t_1 > 0$;
+    - `ValueError`/`TypeError` at trace time for a malformed `y0`, denoiser or option,
+        as in [`jaxflow.flows.probability_flow`][];
+    - `ValueError` for a concrete `t1` or `sigma` that is not positive and finite, or
+        `save_ts` outside $[0, t_1]$; `equinox.EquinoxRuntimeError` for a traced one;
     - with `throw=True`, `equinox.EquinoxRuntimeError` if a trajectory failed.
     """
     check_batch(y0)

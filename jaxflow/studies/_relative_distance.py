@@ -372,8 +372,9 @@ def relative_distance_sweep(
     `.probability()` gives $P(\Delta > 0)$ with Wilson intervals and `.transition(key)`
     the crossing point $n^*$.
 
-    **Raises:** `ValueError` for a malformed grid or option; an `EquinoxRuntimeError`
-    for non-positive `s`, `T`, `lam` or `bandwidth`.
+    **Raises:** `ValueError` for a malformed grid or option (a size or count that is not
+    an int, a non-finite `m`, or `s`, `T`, `lam` or `bandwidth` not positive and
+    finite); `TypeError` for a `key` that is not a PRNG key.
 
     **Example:** a small sweep (seconds; [H]'s own is `ns=(25, 50, 75, 100)`, `d=100`,
     `repetitions=300`, `reference_size=10_000`).
