@@ -116,7 +116,7 @@ def test_obtuse_simplex_refuses_invalid_arguments():
         jf.data.obtuse_simplex(2, 3, beta=1.0)
     with pytest.raises(ValueError, match=r"`apex` must have shape \(3,\)"):
         jf.data.obtuse_simplex(2, 3, apex=np.zeros(2))
-    with pytest.raises(ValueError, match=r"got n=4 > d=3"):
+    with pytest.raises(ValueError, match=r"got `n` = 4 > `d` = 3"):
         jf.data.obtuse_simplex(4, 3)
 
 
