@@ -223,3 +223,11 @@ def without_runtime_typechecks():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", previous)
+
+
+class Stop(Exception):
+    """Raised by a test to stop a run part-way (its finished cells stay on disk)."""
+
+    def __init__(self, *args):
+        del args
+        super().__init__("stopped part-way on purpose")

@@ -51,7 +51,7 @@ def test_list_one_preset_shows_its_parameters_types_defaults_and_rules(capsys):
 
 def test_help_of_every_command_exits_zero(capsys):
     for command in ("run", "plot", "sweep", "list"):
-        with pytest.raises(SystemExit) as exit:
+        with pytest.raises(SystemExit, match="^0$") as exit:
             main([command, "--help"])
         assert exit.value.code == 0
     out = capsys.readouterr().out

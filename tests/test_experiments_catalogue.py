@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from helpers import Stop
 from jaxflow import cli
 from jaxflow.experiments import get_preset, PRESETS, run
 from jaxflow.experiments._params import bad_values
@@ -15,10 +16,6 @@ from jaxflow.experiments._pieces import Pieces
 
 
 NAMES = sorted(PRESETS)
-
-
-class Stop(Exception):
-    pass
 
 
 def _refuse_work(*args, **kwargs):
@@ -88,7 +85,7 @@ def test_a_stopped_run_resumes_to_the_same_table_and_plot_redraws_its_figures(
     monkeypatch.setattr(type(preset), "compute", stopping)
     out = tmp_path / "stopped"
     if stop_at > 0:
-        with pytest.raises(Stop):
+        with pytest.raises(Stop, match="part-way"):
             run(preset, out, progress=False)
     monkeypatch.setattr(type(preset), "compute", compute)
     kept = names[:stop_at]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import Stop
 from jaxflow.experiments import ConfigError, redraw, run
 from jaxflow.experiments._params import convert
 from jaxflow.experiments._pieces import Pieces
@@ -38,10 +39,6 @@ def _files(folder: Path) -> dict[str, object]:
         else:
             files[path.name] = path.read_bytes()
     return files
-
-
-class Stop(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------------------
@@ -127,7 +124,7 @@ def test_a_run_stopped_part_way_resumes_to_an_identical_table(tmp_path, monkeypa
         return compute(self, cell, context)
 
     monkeypatch.setattr(Toy, "compute", stopping)
-    with pytest.raises(Stop):
+    with pytest.raises(Stop, match="part-way"):
         run(Toy(), tmp_path / "stopped", progress=False)
     assert not (tmp_path / "stopped").exists()
     monkeypatch.setattr(Toy, "compute", compute)

@@ -5,13 +5,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import Stop
 from jaxflow.experiments import ConfigError, run
 from jaxflow.experiments._runner import compute_cells, enable_x64
 from jaxflow.experiments.halder import LinearSteps
-
-
-class Stop(Exception):
-    pass
 
 
 def _preset(**changes):

@@ -11,6 +11,7 @@ import dataclasses
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import Stop
 from jaxflow.experiments import ConfigError, preset_from_params, run
 from jaxflow.experiments._pieces import Pieces
 from jaxflow.experiments.halder import LinearTransition, LinearTransitionVsD
@@ -21,10 +22,6 @@ from jaxflow.studies import relative_distance_sweep
 SHARED = dict(reference_size=64, repetitions=30, resamples=50, chunk_size=4)
 # The same, as the relative-distance sweep takes it.
 SHARED_SWEEP = dict(repetitions=30, reference_size=64, chunk_size=4)
-
-
-class Stop(Exception):
-    pass
 
 
 def _stop(*args):
@@ -135,7 +132,7 @@ def test_changing_the_intervals_reuses_the_sweeps(tmp_path, monkeypatch):
     preset = _tiny(arithmetic=("exact",))
     with monkeypatch.context() as patch:
         patch.setattr(LinearTransition, "tabulate", _stop)
-        with pytest.raises(Stop):
+        with pytest.raises(Stop, match="part-way"):
             run(preset, tmp_path / "out", progress=False)  # its cells stay on disk
     changed = dataclasses.replace(preset, confidence=0.9, resamples=30)
     with monkeypatch.context() as patch:

@@ -3,13 +3,14 @@ sizes: the claims their rows carry, against the oracles of `helpers.py`; their b
 reproducibility and resumption."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import exact_probability_flow, nearest_vertex
+from helpers import exact_probability_flow, nearest_vertex, Stop
 from jaxflow.estimators import EndpointClass
 from jaxflow.experiments import ConfigError, get_preset, read_config, run
 from jaxflow.experiments._runner import check_fits
@@ -165,10 +166,6 @@ def test_same_seed_same_numbers_other_seed_other_starts(quick, tmp_path):
     assert not np.allclose(other.arrays["sample_starts"], result.arrays["sample_starts"])
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize(
     "cls, changes",
     [
@@ -190,7 +187,7 @@ def test_changed_cell_independent_parameters_reuse_the_cells(
         return compute(self, cell, context)
 
     monkeypatch.setattr(cls, "compute", stopping)
-    with pytest.raises(Stop):
+    with pytest.raises(Stop, match="part-way"):
         run(preset, tmp_path / "stopped", progress=False)
     monkeypatch.undo()
 
@@ -240,7 +237,7 @@ def test_config_round_trips(quick):
     ],
 )
 def test_invalid_configs_are_refused(cls, changes):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=re.escape(next(iter(changes)))):
         dataclasses.replace(cls(), **changes)
 
 
