@@ -6,7 +6,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_gaussian, check_int, check_same_dtype
 from ..data import Gaussian
-from ..denoisers import AbstractAffineDenoiser, AffineDenoiser, PiecewiseAffine
+from ..denoisers import AbstractAffineDenoiser
 from ._heun import ExplicitHeun
 from ._integrate import as_solver, SOLVERS
 from ._probability import _check_levels
@@ -18,7 +18,7 @@ _EULER = (dfx.Euler, type(SOLVERS["euler"]))
 _HEUN = (dfx.Heun, type(SOLVERS["heun"]))
 
 
-def _field(denoiser: AffineDenoiser | PiecewiseAffine, sigma: Float[Array, ""]):
+def _field(denoiser: AbstractAffineDenoiser, sigma: Float[Array, ""]):
     # The EDM field (y - W y - b) / sigma = F y + g is affine in y.
     at = denoiser.at(sigma)
     eye = jnp.eye(at.bias.shape[-1], dtype=at.bias.dtype)
@@ -40,7 +40,7 @@ def _step_map(denoiser, s0, s1, heun: bool):
 
 
 def gaussian_probability_flow(
-    denoiser: AffineDenoiser | PiecewiseAffine,
+    denoiser: AbstractAffineDenoiser,
     start: Gaussian,
     *,
     sigma_max: Float[ArrayLike, ""],
@@ -150,7 +150,7 @@ def _gaussian_probability_flow(denoiser, start, sigma_max, sigma_min, steps: int
 
 
 def propagate_on_grid(
-    denoiser: AffineDenoiser | PiecewiseAffine,
+    denoiser: AbstractAffineDenoiser,
     start: Gaussian,
     grid: Float[Array, " levels"],
     *,
