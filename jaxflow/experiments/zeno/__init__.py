@@ -5,6 +5,7 @@ from ._orthogonal_stability import OrthogonalStability
 from ._probability_flow import OrthogonalProbabilityFlow
 from ._score_flow import OrthogonalScoreFlow
 from ._simplex_stability import ObtuseSimplexStability
+from ._training import ZenoTraining
 
 
 PRESETS: tuple = (
@@ -12,4 +13,5 @@ PRESETS: tuple = (
     OrthogonalProbabilityFlow,
     OrthogonalStability,
     ObtuseSimplexStability,
+    ZenoTraining,
 )
