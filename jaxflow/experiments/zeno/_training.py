@@ -149,14 +149,14 @@ class ZenoTraining(AbstractPreset):
     multipliers moved every 200 steps, stopping at a residual of $10^{-4}$), float64.
     Measured on the 2-core CPU (shared with other work): about 0.45-0.55 ms per Adam
     step at this size, and no level reaches the stopping residual, so each data set
-    takes its full 400 000 steps, about 3-3.5 minutes, and the whole default run about
-    6.5 minutes, within the ten-minute budget. Why these values: 40 000 steps are what
-    the smallest levels need to interpolate to $10^{-3}$ (30 000 left them at
-    $1$-$3 \times 10^{-3}$), and even so $\sigma = 0.01$ stayed just above it, hence
-    `sigma_min = 0.02`; ten levels then fit the budget; $K = 256$ cost 1.6 times as much
-    per step. A GPU configuration closer to [Z]'s sampler (more than a hundred levels,
-    the 2023 paper's $M = 100$): `levels=200 width=512 copies=100` (the levels are
-    vmapped there).
+    takes its full 400 000 steps, about 3-4 minutes, and the whole default run 6.5-8
+    minutes (395 s; 492 s with other jobs on the cores), within the ten-minute budget.
+    Why these values: 40 000 steps are what the smallest levels need to interpolate to
+    $10^{-3}$ (30 000 left them at $1$-$3 \times 10^{-3}$), and even so $\sigma = 0.01$
+    stayed just above it, hence `sigma_min = 0.02`; ten levels then fit the budget;
+    $K = 256$ cost 1.6 times as much per step. A GPU configuration closer to [Z]'s
+    sampler (more than a hundred levels, the 2023 paper's $M = 100$):
+    `levels=200 width=512 copies=100` (the levels are vmapped there).
 
     **Cells:** one per data set (`with-origin`, `without-origin`): the whole grid of
     levels trained in one compiled program (or loaded from the training cache); each
