@@ -11,6 +11,7 @@ import jax
 import jax.monitoring
 import jax.tree_util as jtu
 import numpy as np
+import pyarrow as pa
 
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
@@ -231,3 +232,19 @@ class Stop(Exception):
     def __init__(self, *args):
         del args
         super().__init__("stopped part-way on purpose")
+
+
+def tables_equal(a, b) -> bool:
+    """Two `pyarrow.Table`s with the same schema and the same values, NaN equal to NaN
+    (a table's `equals` holds NaN unequal to itself, as IEEE does)."""
+    if a.schema != b.schema or a.num_rows != b.num_rows:
+        return False
+    for x, y in zip(a.columns, b.columns):
+        if pa.types.is_floating(x.type):
+            if not np.array_equal(
+                x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False), equal_nan=True
+            ):
+                return False
+        elif x.to_pylist() != y.to_pylist():
+            return False
+    return True

@@ -161,8 +161,8 @@ class LinearTransitionVsD(_AbstractTransition):
     def quick(self):
         return dataclasses.replace(
             self,
-            ds=(5, 10, 20),
-            n_over_d=(0.5, 1.0, 2.0, 5.0, 10.0),
+            ds=(5, 10),
+            n_over_d=(0.5, 1.0, 2.0, 5.0),
             reference_size=300,
             repetitions=30,
             resamples=300,

@@ -266,7 +266,7 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
         return dataclasses.replace(
             self,
             d=20,
-            ns=(5, 10, 15, 20, 30, 50),
+            ns=(5, 10, 20, 40),
             reference_size=500,
             repetitions=40,
             resamples=400,
