@@ -1,3 +1,4 @@
+import os
 import shutil
 import tempfile
 
@@ -24,9 +25,15 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# Trained networks go to a cache of this session, not the user's (`default_cache_dir`).
+_CACHE = tempfile.mkdtemp(prefix="jaxflow-tests-cache-")
+os.environ["JAXFLOW_CACHE"] = _CACHE
+
+
 def pytest_unconfigure(config):
     del config
     shutil.rmtree(_COMPILED, ignore_errors=True)
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,40 +8,12 @@ import fcntl
 import os
 import shutil
 import sys
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
+from .._files import fsync_dir as _fsync_dir, write_atomic as write_atomic
 from ._params import ConfigError
-
-
-def _fsync_dir(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` into a unique temporary file beside it, flushed
-    to disk, then renamed into place: a reader (or a run resumed after a crash) sees the
-    old file or the whole new one, never a part."""
-    path = Path(path)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
-    _fsync_dir(path.parent)
 
 
 def sibling(out: Path, kind: str) -> Path:

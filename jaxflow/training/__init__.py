@@ -3,6 +3,7 @@ by least squares on noisy copies or in their noise-averaged (Wiener) limit, one 
 level or a grid of them."""
 
 from ._affine import fit_affine as fit_affine, wiener_affine as wiener_affine
+from ._cache import default_cache_dir as default_cache_dir
 from ._minnorm import (
     balanced_cost as balanced_cost,
     MinNormDiagnostics as MinNormDiagnostics,

@@ -1,7 +1,6 @@
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -9,6 +8,8 @@ import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
+
+from .._files import write_atomic
 
 
 def default_cache_dir() -> Path:
@@ -64,17 +65,6 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load(stem: Path, digest: str, like):
     """The cached stack, or `None` with a reason when it is absent or damaged."""
     meta_path, leaves_path = stem.with_suffix(".json"), stem.with_suffix(".eqx")
@@ -97,18 +87,13 @@ def _load(stem: Path, digest: str, like):
         return None, f"{leaves_path} could not be read ({type(e).__name__}: {e})"
 
 
-def cached_train(points, sigmas, config, *, key, copies, cache):
-    """`train_min_norm` through the cache folder `cache` (`True`: the default one)."""
-    from ._minnorm import _assemble, _prepare
-
+def cached_train(record: dict, digest: str, cache, *, like, train):
+    """The stack of configuration `record` (hash `digest`) from the cache folder `cache`
+    (`True`: the default one), or `train()`'s, written there. `like` is the structure
+    to read back into."""
     folder = default_cache_dir() if cache is True else Path(cache)
     folder.mkdir(parents=True, exist_ok=True)
-    record, digest = configuration(points, sigmas, config, key, copies)
     stem = folder / digest
-
-    kind, args = _prepare(points, sigmas, config, key, copies)
-    # The structure to read back into: traced, never run (args[2] are the levels).
-    like = eqx.filter_eval_shape(lambda args: _assemble(args[2], kind, args), args)
     fit, problem = _load(stem, digest, like)
     if fit is not None:
         return fit
@@ -116,11 +101,11 @@ def cached_train(points, sigmas, config, *, key, copies, cache):
         warnings.warn(
             f"Refusing the cached training stack: {problem}; training it again.", stacklevel=3
         )
-    fit = _assemble(sigmas, kind, args)
+    fit = train()
     leaves_path = stem.with_suffix(".eqx")
-    _atomic_write(leaves_path, lambda f: eqx.tree_serialise_leaves(f, fit))
+    write_atomic(leaves_path, lambda f: eqx.tree_serialise_leaves(f, fit))
     record = dict(record, hash=digest, size=leaves_path.stat().st_size)
     record["sha256"] = _file_sha256(leaves_path)
     text = json.dumps(record, indent=2, sort_keys=True).encode()
-    _atomic_write(stem.with_suffix(".json"), lambda f: f.write(text))
+    write_atomic(stem.with_suffix(".json"), lambda f: f.write(text))
     return fit

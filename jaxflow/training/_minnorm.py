@@ -16,6 +16,7 @@ from .._checks import check_points, is_concrete
 from .._custom_types import PRNGKey
 from ..data import forward_ve
 from ..denoisers import PerLevelReLU, ShallowReLU
+from ._cache import cached_train, configuration
 
 
 METHODS = ("augmented_lagrangian", "weight_decay")
@@ -548,9 +549,12 @@ def train_min_norm(
 
 def _train_or_load(points, sigmas, config, key, copies, cache) -> MinNormFit:
     if cache is not None and cache is not False:
-        from ._cache import cached_train
-
-        return cached_train(points, sigmas, config, key=key, copies=copies, cache=cache)
+        record, digest = configuration(points, sigmas, config, key, copies)
+        kind, args = _prepare(points, sigmas, config, key, copies)
+        # The structure to read back into: traced, never run (args[2] are the levels).
+        like = eqx.filter_eval_shape(lambda args: _assemble(args[2], kind, args), args)
+        train = lambda: _assemble(sigmas, kind, args)
+        return cached_train(record, digest, cache, like=like, train=train)
     return _assemble(sigmas, *_prepare(points, sigmas, config, key, copies))
 
 

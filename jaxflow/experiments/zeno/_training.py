@@ -6,7 +6,6 @@ interpolant."""
 import dataclasses
 import itertools
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from ...data import forward_ve, orthogonal
 from ...flows import Geometric, Karras
-from ...training import MinNormFit, MinNormTraining, train_min_norm
+from ...training import default_cache_dir, MinNormFit, MinNormTraining, train_min_norm
 from .. import _plotting as plot
 from .._params import at_least, param, positive
 from .._preset import AbstractPreset, Arrays, Footprint, Tabulated
@@ -53,13 +52,6 @@ _CURVES = ("loss", "residual", "cost_curve")
 # Sums of up to this many training points: where virtual-point stability is decided
 # ([Z], Section 6), and where the diagnostics compare the networks with the references.
 _MOST = 4
-
-
-def _cache_folder() -> Path:
-    # The training cache's documented folder (docs/conventions.md#training-cache), read
-    # here only to tell a stack loaded from it from one trained anew.
-    root = os.environ.get("JAXFLOW_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "jaxflow") / "training"
 
 
 def _stamps(folder: Path) -> dict[str, int]:
@@ -390,7 +382,7 @@ class ZenoTraining(AbstractPreset):
 
     def compute(self, cell: DataSet, context) -> dict[str, np.ndarray]:
         del context
-        folder = _cache_folder()
+        folder = default_cache_dir()
         before = _stamps(folder) if self.cache else {}
         start = time.perf_counter()
         fit = jax.block_until_ready(self.train(cell))
