@@ -211,11 +211,11 @@ def check_field(preset: Any, field: dataclasses.Field, kind: Any) -> Any:
         if spec.nonempty and not items:
             raise ConfigError(f"{name}: give at least one value.")
         if spec.distinct and len(set(items)) != len(items):
-            raise ConfigError(f"{name}={_show(converted)}: the values must be distinct.")
+            raise ConfigError(f"{name}={show(converted)}: the values must be distinct.")
     if converted is not None and spec.rule is not None:
         for item in items:
             if not spec.rule.holds(item):
-                raise ConfigError(f"{name}={_show(item)}: must be {spec.rule.describe()}.")
+                raise ConfigError(f"{name}={show(item)}: must be {spec.rule.describe()}.")
     return converted
 
 
@@ -239,7 +239,7 @@ def bad_values(field: dataclasses.Field, kind: Any) -> tuple[str, ...]:
         if item is int:
             bad.append("2.5")
     if spec.rule is not None:
-        bad += [_show(v) for v in spec.rule.violations()]
+        bad += [show(v) for v in spec.rule.violations()]
     literal_none = typing.get_origin(item) is typing.Literal and "none" in typing.get_args(item)
     if not optional and not literal_none:
         bad.append("none")
@@ -268,7 +268,7 @@ def describe(preset_cls: type, width: int = 88) -> str:
     for f in dataclasses.fields(preset_cls):
         spec = spec_of(f)
         rule = f"; must be {spec.rule.describe()}" if spec.rule is not None else ""
-        head = f"  {f.name} ({type_name(hints[f.name])}, default {_show(f.default)}{rule}): "
+        head = f"  {f.name} ({type_name(hints[f.name])}, default {show(f.default)}{rule}): "
         lines.append(
             textwrap.fill(
                 head + spec.help, width, subsequent_indent=" " * 6, break_on_hyphens=False
@@ -277,13 +277,10 @@ def describe(preset_cls: type, width: int = 88) -> str:
     return "\n".join(lines)
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     # As the user would type it after --set.
     if isinstance(value, tuple):
-        return ",".join(map(_show, value))
+        return ",".join(map(show, value))
     if isinstance(value, float):
         return f"{value:g}" if math.isfinite(value) else str(value)
     return "none" if value is None else str(value)
-
-
-show = _show
