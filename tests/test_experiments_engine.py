@@ -151,7 +151,10 @@ def test_a_cell_independent_parameter_reuses_the_cells(tmp_path, monkeypatch):
     for cell in Toy().cells():
         pieces.save(
             Toy().cell_name(cell),
-            {k: np.asarray(v) for k, v in compute(Toy(), cell, Toy().prepare()).items()},
+            {
+                k: np.asarray(v)
+                for k, v in compute(Toy(), cell, Toy().prepare(progress=False)).items()
+            },
         )
     changed = Toy(quantile=0.9, bins=7)
     reused = run(changed, tmp_path / "out", progress=False)  # computes nothing: Stop otherwise

@@ -122,7 +122,7 @@ def test_the_distance_cell_draws_its_largest_size_as_the_sweep(tiny):
     _, result = tiny
     preset = _tiny(arithmetic=("reference",), distance_n_over_d=())
     assert preset.distance_sizes() == (4, 8, 16)
-    cell = preset.compute((8, "distances"), preset.prepare())
+    cell = preset.compute((8, "distances"), preset.prepare(progress=False))
     for key in ("kl", "hellinger2"):
         np.testing.assert_allclose(cell[key][:, 2], result.arrays[f"exact_{key}"][:5, 2], rtol=1e-9)
     assert np.all(np.isinf(cell["kl"][:, :2])) and np.all(np.isfinite(cell["kl"][:, 2]))
@@ -168,7 +168,9 @@ def test_reference_per_d_and_a_dimension_reused_across_ds(tmp_path, monkeypatch)
     # A dimension's cell does not depend on the other dimensions: the cell d = 8 that a
     # run over (4, 8) left is reused by a run over (8,) alone.
     cell = (8, "exact")
-    piece = {k: np.asarray(v) for k, v in preset.compute(cell, preset.prepare()).items()}
+    piece = {
+        k: np.asarray(v) for k, v in preset.compute(cell, preset.prepare(progress=False)).items()
+    }
     Pieces(tmp_path / "out", preset).save(preset.cell_name(cell), piece)
     with monkeypatch.context() as patch:
         patch.setattr(LinearTransitionVsD, "compute", _stop)

@@ -78,7 +78,7 @@ def test_thresholds_are_where_a_subset_sum_becomes_a_fixed_point():
     preset = ObtuseSimplexStability(
         d=n, n=n, lengths=tuple(lengths), beta=0.3, sizes=(1, 2, 3), sigma=(0.01,)
     )
-    data, denoiser = preset.prepare()
+    data, denoiser = preset.prepare(progress=False)
     points = np.asarray(data.points)
     edges = points[1:] - points[0]
     subsets = [[0], [0, 1], [2, 5], [1, 3, 4]]

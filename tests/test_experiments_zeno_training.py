@@ -25,7 +25,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quick(cache, tmp_path_factory):
-    preset = dataclasses.replace(ZenoTraining().quick(), progress=False)
+    preset = ZenoTraining().quick()
     return preset, run(preset, tmp_path_factory.mktemp("quick"), progress=False)
 
 

@@ -61,7 +61,8 @@ class Toy(AbstractPreset):
     def cell_name(self, cell):
         return f"block{cell}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         return jr.key(self.seed)
 
     def compute(self, cell, context):

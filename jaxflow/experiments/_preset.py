@@ -62,7 +62,7 @@ class AbstractPreset(abc.ABC, Generic[Cell, Context]):
     1. `cells()`: the keys of the study's independent pieces (hashable, e.g. one
        $\\sigma_{\\max}$ and block of starts, one $(d, \\text{arithmetic})$, one training-set
        size);
-    2. `prepare()` once, then `compute(cell, context)` for each cell not finished by an
+    2. `prepare(progress=...)` once, then `compute(cell, context)` for each cell not finished by an
        earlier run: the only part that runs JAX, returning named arrays, each written to
        disk as it finishes;
     3. `tabulate(outputs)`: the rows of the table (typed by `schema`) and the arrays to
@@ -116,8 +116,10 @@ class AbstractPreset(abc.ABC, Generic[Cell, Context]):
         """A short, file-name-safe name of `cell`, unique among the cells."""
 
     @abc.abstractmethod
-    def prepare(self) -> Context:
-        """What every cell shares (data, a denoiser, compiled functions), made once."""
+    def prepare(self, *, progress: bool) -> Context:
+        """What every cell shares (data, a denoiser, compiled functions), made once.
+        `progress` says whether the run shows progress bars, for a cell long enough to
+        want its own."""
 
     @abc.abstractmethod
     def compute(self, cell: Cell, context: Context) -> Mapping[str, Any]:

@@ -95,7 +95,7 @@ def compute_cells(
             arrays = pieces.load(name)
             if arrays is None:
                 if context is None:
-                    context = preset.prepare()
+                    context = preset.prepare(progress=progress)
                 arrays = {k: np.asarray(v) for k, v in preset.compute(cell, context).items()}
                 pieces.save(name, arrays)
             else:

@@ -208,7 +208,8 @@ class LinearDistanceVsN(_AbstractLinearModel):
     def cell_name(self, cell):
         return f"n{cell}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         p = self.sampling_distribution()
         pairs = list(itertools.product(self.T, self.lam))
         return _Context(

@@ -230,7 +230,8 @@ class LinearSteps(_AbstractLinearModel):
     def cell_name(self, cell):
         return f"n{cell}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         p = self.sampling_distribution()
         n_max = max(self.sizes())
         return _Context(

@@ -205,7 +205,8 @@ class LinearTransitionVsD(_AbstractTransition):
         d, arithmetic = cell
         return f"d{d}_{arithmetic}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         return None
 
     def _keys(self, d: int):

@@ -320,7 +320,8 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
         d, kind = cell
         return f"d{d}_{kind}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         sizes = self.distance_sizes()
         return _distance_fn(sizes, self.d) if sizes else None
 

@@ -99,7 +99,8 @@ class OrthogonalStability(_AbstractStability):
     def cell_name(self, cell: Denoiser) -> str:
         return cell
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         dtype = float_dtype(self.dtype)
         return orthogonal(self.n, self.d, lengths=self.edge_lengths(dtype), dtype=dtype).points
 

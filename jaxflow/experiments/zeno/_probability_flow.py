@@ -190,7 +190,8 @@ class OrthogonalProbabilityFlow(_AbstractOrthogonalFlow):
             return f"sigma_max{cell.sigma_max!r}_trajectories{cell.count}"
         return cell
 
-    def prepare(self) -> Setup:
+    def prepare(self, *, progress: bool) -> Setup:
+        del progress
         return setup(self)
 
     def compute(self, cell, context: Setup) -> Arrays:

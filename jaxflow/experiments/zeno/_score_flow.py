@@ -155,7 +155,8 @@ class OrthogonalScoreFlow(_AbstractOrthogonalFlow):
             return f"trajectories{cell.count}"
         return cell
 
-    def prepare(self) -> Setup:
+    def prepare(self, *, progress: bool) -> Setup:
+        del progress
         return setup(self)
 
     def compute(self, cell, context: Setup) -> Arrays:

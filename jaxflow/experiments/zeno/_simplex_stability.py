@@ -117,7 +117,8 @@ class ObtuseSimplexStability(_AbstractStability):
     def cell_name(self, cell: float) -> str:
         return f"sigma-{cell!r}"
 
-    def prepare(self):
+    def prepare(self, *, progress: bool):
+        del progress
         dtype = float_dtype(self.dtype)
         data = obtuse_simplex(
             self.n, self.d, lengths=self.edge_lengths(dtype), beta=self.beta, dtype=dtype

@@ -224,9 +224,7 @@ class ZenoTraining(AbstractPreset):
     )
     # The data sets are the cells; the tolerance of the claim, the cache and the bar only
     # change the table or the screen.
-    cell_independent: ClassVar[frozenset[str]] = frozenset(
-        {"data_sets", "residual_tol", "cache", "progress"}
-    )
+    cell_independent: ClassVar[frozenset[str]] = frozenset({"data_sets", "residual_tol", "cache"})
 
     d: int = param(30, "dimension d of the space.", rule=at_least(1))
     n: int = param(
@@ -271,7 +269,6 @@ class ZenoTraining(AbstractPreset):
         "keep the trained stacks in the shared training cache ($JAXFLOW_CACHE/training or "
         "~/.cache/jaxflow/training) and load them from there when present.",
     )
-    progress: bool = param(True, "show a progress bar over the training steps.")
     dtype: Literal["float32", "float64"] = param("float64", "floating dtype of the training.")
 
     def check(self) -> None:
@@ -360,7 +357,7 @@ class ZenoTraining(AbstractPreset):
         )
         return points, sigmas, copies, train_key
 
-    def train(self, data_set: DataSet, *, progress: bool | None = None) -> MinNormFit:
+    def train(self, data_set: DataSet, *, progress: bool = False) -> MinNormFit:
         """The trained stack of `data_set` (a [`jaxflow.training.MinNormFit`][]), from the
         training cache when `cache` is set and it holds the stack, else trained (and
         saved there)."""
@@ -372,20 +369,20 @@ class ZenoTraining(AbstractPreset):
             key=key,
             copies=copies,
             cache=True if self.cache else None,
-            progress=self.progress if progress is None else progress,
+            progress=progress,
         )
 
     # ----------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        return None
+    def prepare(self, *, progress: bool) -> bool:
+        # The training bar over Adam steps, shown when the run shows its own.
+        return progress
 
-    def compute(self, cell: DataSet, context) -> dict[str, np.ndarray]:
-        del context
+    def compute(self, cell: DataSet, context: bool) -> dict[str, np.ndarray]:
         folder = default_cache_dir()
         before = _stamps(folder) if self.cache else {}
         start = time.perf_counter()
-        fit = jax.block_until_ready(self.train(cell))
+        fit = jax.block_until_ready(self.train(cell, progress=context))
         seconds = time.perf_counter() - start
         from_cache = self.cache and _stamps(folder) == before and bool(before)
         diag = fit.diagnostics
