@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._custom_types import Point, Points, Sigma
+from ..data import Dataset
 
 
 class AbstractDenoiser(eqx.Module):
@@ -78,12 +79,12 @@ class AbstractClosedFormMinNorm(AbstractDenoiser):
     @property
     def apex(self) -> Float[Array, " d"]:
         """The hyperbox's apex $a$: $x_0$ for a simplex, else the origin."""
-        return self.points[0] if self.simplex else jnp.zeros_like(self.points[0])
+        return Dataset(self.points, self.simplex).apex
 
     @property
     def edges(self) -> Float[Array, "m d"]:
         """The hyperbox's edges $e_n$, one per row."""
-        return self.points[1:] - self.points[0] if self.simplex else self.points
+        return Dataset(self.points, self.simplex).edges
 
     @property
     def max_sigma(self) -> Float[Array, ""]:
