@@ -5,11 +5,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PyTree
 from tqdm.auto import tqdm
 
 from .._checks import check_optional_int
+from .._sharding import device_count, gather, per_device, shard
 from ..data import GaussianStarts
 
 
@@ -33,24 +33,13 @@ def _rows(y0, start: int, size: int) -> Float[Array, "size d"]:
     return y0.rows(index) if isinstance(y0, GaussianStarts) else jnp.asarray(y0)[index]
 
 
-def _batch_mesh() -> jax.sharding.Mesh:
-    return jax.sharding.Mesh(np.asarray(jax.local_devices()), ("batch",))
-
-
-def _shard(batch: Array) -> Array:
-    """Split the batch axis across every local device (a no-op on one device)."""
-    if jax.local_device_count() == 1:
-        return batch
-    return jax.device_put(batch, NamedSharding(_batch_mesh(), PartitionSpec("batch")))
-
-
 def blockwise(
     fn: Callable[[Float[Array, "block d"]], PyTree], y: Float[Array, "rows d"], block_size: int
 ) -> PyTree:
     """Inside `jit`: apply the row-wise batched `fn` to `y` one block of `block_size` rows
     at a time, each device taking whole blocks of its share of the rows.
 
-    `y` must have a multiple of `block_size * jax.local_device_count()` rows, as
+    `y` must have a multiple of `block_size * jax.device_count()` rows, as
     [`jaxflow.flows.map_chunks`][] provides. Outputs keep the leading row axis.
     """
 
@@ -59,14 +48,7 @@ def blockwise(
         out = jax.lax.map(fn, blocks)
         return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
-    if jax.local_device_count() == 1:
-        return local(y)
-    spec = PartitionSpec("batch")
-    # Rows are independent, so no collective is needed; diffrax's internal conds mix
-    # per-device and replicated values, which the varying-axes check would refuse.
-    return jax.shard_map(local, mesh=_batch_mesh(), in_specs=spec, out_specs=spec, check_vma=False)(
-        y
-    )
+    return per_device(local)(y)
 
 
 def map_chunks(
@@ -81,19 +63,20 @@ def map_chunks(
     """Apply a row-wise batched `fn` to `y0` in chunks of at most about `chunk_size` rows.
 
     Every call sees the same shape: the chunk size is rounded up to a multiple of
-    `block_size` times the local device count and the last chunk is padded, then
-    trimmed, so `fn` compiles once. Each chunk's rows are sharded across the local
-    devices. Outputs whose leading axis is the batch are assembled in order.
+    `block_size` times the device count and the last chunk is padded, then trimmed, so
+    `fn` compiles once. Each chunk's rows are split across every device of every process
+    (`jax.devices()`) and gathered back in every process. Outputs whose leading axis is
+    the batch are assembled in order.
     """
     total = num_starts(y0)
     chunk_size = check_optional_int(chunk_size, "chunk_size")
-    multiple = block_size * jax.local_device_count()
+    multiple = block_size * device_count()
     size = total if chunk_size is None else min(int(chunk_size), total)
     size = math.ceil(size / multiple) * multiple
     starts = range(0, total, size)
     out = None
     for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress or len(starts) == 1):
-        piece = fn(_shard(_rows(y0, start, size)))
+        piece = gather(fn(shard(_rows(y0, start, size))))
         keep = min(size, total - start)
         piece = jax.tree.map(lambda x: x[:keep], piece)
         if len(starts) == 1:
