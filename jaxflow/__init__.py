@@ -16,6 +16,7 @@ from . import (
     studies as studies,
     training as training,
 )
+from ._distributed import initialize_distributed as initialize_distributed
 from ._workarounds import configure_cpu_workarounds as configure_cpu_workarounds
 from .data import GaussianStarts as GaussianStarts
 from .denoisers import (

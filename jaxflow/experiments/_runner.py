@@ -2,6 +2,7 @@
 resumable pieces, the table and arrays, the figures redrawn from disk, and a results
 folder replaced as a whole."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .._distributed import decided_by_process_0, is_process_0
 from ._params import ConfigError
 from ._pieces import Pieces
 from ._preset import AbstractPreset
@@ -82,28 +84,44 @@ def compute_cells(
 ) -> tuple[dict, tuple[str, ...], Pieces]:
     """Every cell's arrays: read back where an earlier run of the same configuration
     finished the cell, else computed and written at once. Returns the outputs by cell,
-    the names of the cells read back, and the pieces (to remove once published)."""
+    the names of the cells read back, and the pieces (to remove once published).
+
+    In a run of several processes (see [`jaxflow.initialize_distributed`][]) every
+    process computes the same cells in the same order, each computation splitting its
+    batch over every process's devices; process 0 alone reads and writes the pieces,
+    decides which cells are finished, shows progress and receives the outputs (the
+    other processes get an empty dict).
+    """
+    leader = is_process_0()
     pieces = Pieces(out, preset)
     cells = list(preset.cells())
     names = [preset.cell_name(c) for c in cells]
     if len(set(names)) != len(names):
         raise RuntimeError(f"{preset.name}: two cells share a name; cell_name must be unique.")
-    outputs, resumed, context = {}, [], None
+    stored = {}
+
+    def finished() -> list[str]:
+        stored.update((n, arrays) for n in names if (arrays := pieces.load(n)) is not None)
+        return list(stored)
+
+    done = set(decided_by_process_0(finished))
+    progress = progress and leader
+    outputs, context = {}, None
     bar = tqdm(total=len(cells), desc=preset.name, unit="cell", disable=not progress)
     with bar:
         for cell, name in zip(cells, names):
-            arrays = pieces.load(name)
-            if arrays is None:
+            arrays = stored.get(name)
+            if name not in done:
                 if context is None:
                     context = preset.prepare(progress=progress)
                 arrays = {k: np.asarray(v) for k, v in preset.compute(cell, context).items()}
-                pieces.save(name, arrays)
-            else:
-                resumed.append(name)
-            outputs[cell] = arrays
+                if leader:
+                    pieces.save(name, arrays)
+            if leader:
+                outputs[cell] = arrays
             bar.set_postfix_str(name, refresh=False)
             bar.update()
-    return outputs, tuple(resumed), pieces
+    return outputs, tuple(n for n in names if n in done), pieces
 
 
 def to_table(preset: AbstractPreset, rows: list[dict]) -> pa.Table:
@@ -147,7 +165,7 @@ def draw(preset: AbstractPreset, folder: Path) -> tuple[Path, ...]:
     return tuple(written)
 
 
-def run(preset: AbstractPreset, out: Path, *, progress: bool = True) -> Run:
+def run(preset: AbstractPreset, out: Path, *, progress: bool = True) -> Run | None:
     """Run `preset` into the results folder `out`.
 
     Checks the folder and the footprint first, then holds the folder's lock while it
@@ -157,16 +175,32 @@ def run(preset: AbstractPreset, out: Path, *, progress: bool = True) -> Run:
     folder into the place of `out`: a reader sees the old results or the new, never a
     mix. The finished cells are then dropped.
 
+    In a run of several processes (see [`jaxflow.initialize_distributed`][]) every
+    process calls `run` with the same preset; they compute every cell together, and
+    process 0 alone checks, locks and writes `out` (which must be on a file system it
+    can write) and shows progress. The table is the one a single process writes.
+
+    **Returns:** the finished [`jaxflow.experiments.Run`][]; `None` in the processes
+    other than process 0.
+
     **Raises:** `ConfigError` (one line) for a folder that cannot be written, a run that
-    would not fit, or another run holding the folder.
+    would not fit, or another run holding the folder; in a run of several processes,
+    every process raises process 0's refusal.
     """
     out = Path(out)
-    check_out(out)
-    check_fits(preset, out)
     enable_x64()
-    with locked(out):
-        clear_leftovers(out)
+    with contextlib.ExitStack() as stack:
+
+        def claim() -> None:
+            check_out(out)
+            check_fits(preset, out)
+            stack.enter_context(locked(out))
+            clear_leftovers(out)
+
+        decided_by_process_0(claim, (ConfigError,))
         outputs, resumed, pieces = compute_cells(preset, out, progress=progress)
+        if not is_process_0():
+            return None
         tabulated = preset.tabulate(outputs)
         table = to_table(preset, tabulated.rows)
         arrays = {k: np.asarray(v) for k, v in tabulated.arrays.items()}
