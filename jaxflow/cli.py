@@ -3,6 +3,7 @@ folder's figures, and sweep a grid of parameters.
 
     jaxflow list [PRESET]
     jaxflow run PRESET [--set key=value ...] [--config DIR] [--quick] [--out DIR]
+                [--distributed | --coordinator HOST:PORT --num-processes N --process-id I]
     jaxflow plot DIR
     jaxflow sweep PRESET --grid key=v1,v2 ... [--spec FILE.toml] --out DIR [--shard i/k] [--status]
 
@@ -16,6 +17,7 @@ import dataclasses
 import math
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -61,6 +63,46 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_DISTRIBUTED_OPTIONS = ("--distributed", "--coordinator", "--num-processes", "--process-id")
+
+
+def _distributed_options(parser: argparse.ArgumentParser, *, shown: bool = True) -> None:
+    """The options of a run across several processes or hosts; `shown=False` accepts them
+    without listing them (for a command that refuses them in words)."""
+    what = lambda text: text if shown else argparse.SUPPRESS
+    about = textwrap.fill(
+        "One run across several processes (jax.distributed): start the same command in "
+        "every process (e.g. `srun -N 2 jaxflow run PRESET --distributed` on SLURM); "
+        "together they compute every cell, each splitting its batch over every process's "
+        "devices, and process 0 alone shows progress and writes --out (on a file system it "
+        "can write). The table is the one a single process writes. See docs/scale-out.md.",
+        width=78,
+    )
+    group = parser.add_argument_group(
+        "several processes or hosts" if shown else None, about if shown else None
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help=what(
+            "take the coordinator address, number of processes and process id from the "
+            "cluster's environment, as JAX detects it (SLURM's srun, Open MPI's mpirun)"
+        ),
+    )
+    group.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help=what("address of process 0, reachable from every process (with the next two)"),
+    )
+    group.add_argument(
+        "--num-processes", default=None, metavar="N", help=what("number of processes")
+    )
+    group.add_argument(
+        "--process-id", default=None, metavar="I", help=what("this process: 0, ..., N - 1")
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxflow",
@@ -81,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", type=Path, default=None, help="results folder (default: results/PRESET)"
     )
+    _distributed_options(run)
 
     plot = sub.add_parser("plot", help="redraw a results folder's figures from its files")
     plot.add_argument("folder", type=Path, metavar="DIR", help="a results folder of `jaxflow run`")
@@ -92,7 +135,10 @@ def _parser() -> argparse.ArgumentParser:
         "grid point's rows (with param_* columns and a config_hash) are written to "
         "OUT/table/<config_hash>.parquet; rerunning skips finished points; --shard i/k "
         "runs every k-th point from the i-th, so k independent jobs share the grid. Read "
-        "the dataset with pyarrow.parquet.read_table('OUT/table').",
+        "the dataset with pyarrow.parquet.read_table('OUT/table'). A sweep runs in one "
+        "process: its points are independent runs, so k jobs with --shard i/k (e.g. a "
+        "SLURM array) need no communication; to spread one large point over several "
+        "processes, use `jaxflow run --distributed`.",
     )
     _preset_options(sweep)
     sweep.add_argument(
@@ -115,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--status", action="store_true", help="count the finished and remaining points; run nothing"
     )
+    _distributed_options(sweep, shown=False)
     return parser
 
 
@@ -155,6 +202,55 @@ def _compilation_cache(folder: Path | None) -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # Cache every program: the small ones add up across a sweep's points.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _distributed(args) -> dict | None:
+    """The arguments of `jaxflow.initialize_distributed` the options give (`None`: one
+    process), checked before any work."""
+    from ._distributed import check_coordinator
+    from .experiments import ConfigError
+
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed:
+        if any(v is not None for v in explicit):
+            raise ConfigError(
+                "--distributed: takes the coordinator, number of processes and process id "
+                "from the cluster's environment; give it alone, or drop it and give "
+                "--coordinator, --num-processes and --process-id."
+            )
+        return {}
+    if all(v is None for v in explicit):
+        return None
+    if any(v is None for v in explicit):
+        raise ConfigError(
+            "--coordinator, --num-processes, --process-id: give all three (or --distributed "
+            "alone, where the cluster's environment sets them)."
+        )
+    try:
+        check_coordinator(args.coordinator, "--coordinator")
+    except ValueError as e:
+        raise ConfigError(e.args[0]) from None
+    count, index = args.num_processes, args.process_id
+    if not (count.isdigit() and int(count) >= 1):
+        raise ConfigError(f"--num-processes {count}: expected a positive integer.")
+    if not (index.isdigit() and int(index) < int(count)):
+        raise ConfigError(
+            f"--process-id {index}: expected an integer from 0 to {int(count) - 1} "
+            f"(--num-processes {count})."
+        )
+    return dict(
+        coordinator_address=args.coordinator, num_processes=int(count), process_id=int(index)
+    )
+
+
+def _join(arguments: dict) -> None:
+    from . import initialize_distributed
+    from .experiments import ConfigError
+
+    try:
+        initialize_distributed(**arguments)
+    except ValueError as e:
+        raise ConfigError(f"--distributed: {e}") from None
 
 
 def _preset(args):
@@ -233,11 +329,16 @@ def format_table(table, columns: tuple[str, ...] = ()) -> str:
 def _run(args) -> int:
     from .experiments import run
 
+    distributed = _distributed(args)
     preset = _preset(args)
+    if distributed is not None:
+        _join(distributed)  # before the first JAX computation
     _compilation_cache(args.compilation_cache)
     out = args.out or Path("results") / preset.name
     start = time.perf_counter()
     result = run(preset, out, progress=not args.no_progress)
+    if result is None:  # not process 0: it reports
+        return 0
     print(format_table(result.table, preset.summary_columns))
     if result.resumed:
         print(f"\nresumed {len(result.resumed)} finished cell(s) of an earlier run")
@@ -256,8 +357,15 @@ def _plot(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .experiments import parse_grid, parse_shard, run_sweep, status
+    from .experiments import ConfigError, parse_grid, parse_shard, run_sweep, status
 
+    given = [name for name in _DISTRIBUTED_OPTIONS if vars(args)[name[2:].replace("-", "_")]]
+    if given:
+        raise ConfigError(
+            f"{given[0]}: jaxflow sweep runs in one process; its points are independent "
+            "runs, so give each job a --shard i/k (e.g. a SLURM array), or spread one point "
+            "over several processes with jaxflow run --distributed."
+        )
     preset = _preset(args)
     shard = parse_shard(args.shard)
     sweep = parse_grid(preset, args.grid, args.spec)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -182,10 +183,22 @@ def run_sweep(
     Several jobs may run different shards into one `out` at once. Read the dataset with
     `pyarrow.parquet.read_table(out / "table")`.
 
+    A sweep runs in one process: its points are independent runs, so independent jobs,
+    one per shard, need no communication (a run of several processes through
+    [`jaxflow.initialize_distributed`][] is for one large point: [`jaxflow.experiments.run`][]).
+
     **Returns:** the numbers of points computed and skipped (already finished).
+
+    **Raises:** `ConfigError`, one line, for a point that would not fit, a folder that
+    holds another sweep, or a call from a run of several processes.
     """
     out = Path(out)
     points = shard_points(sweep.points(), shard)  # validates every point first
+    if jax.process_count() > 1:
+        raise ConfigError(
+            "run_sweep: runs in one process; give each job a shard of the grid instead "
+            "(--shard i/k), or spread one point over the processes with run."
+        )
     for preset in points:
         check_fits(preset, out)
     _claim(out, sweep)
