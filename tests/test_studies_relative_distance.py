@@ -137,8 +137,8 @@ def test_uncertain_float32_signs_are_recomputed(monkeypatch):
 
     log_pairs = relative_module.log_pairs
 
-    def pessimistic(points, var, *, gram_dtype=None, block_size=1024):
-        lse, eta = log_pairs(points, var, gram_dtype=gram_dtype, block_size=block_size)
+    def pessimistic(points, var, *, gram_dtype=None, **options):
+        lse, eta = log_pairs(points, var, gram_dtype=gram_dtype, **options)
         # A float32 Gram matrix claimed to be off by a factor e^100: no sign is certain.
         return lse, eta if gram_dtype is None else jnp.zeros_like(eta) + 100.0
 

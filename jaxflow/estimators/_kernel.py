@@ -13,9 +13,10 @@ from .._checks import (
     check_points,
     check_scalar,
     check_tolerance,
+    mask_weights,
 )
 from .._numerics import signed_logsumexp
-from ..data import Gaussian
+from ..data import Gaussian, masked_moments
 from ._gaussian import default_rtol
 
 
@@ -40,27 +41,48 @@ class KernelMixture(eqx.Module):
     - `points`: the sample $x_i$, shape `(N, d)`.
     - `s`: $s > 0$, the sampling distribution's standard deviation. Default 1.
     - `bandwidth`: $c > 0$. Default 1.
+    - `mask`: optional booleans of shape `(N,)`: rows where it is `False` are padding and
+      not kernels of the mixture, whose size $N$ is then the number of `True` rows (a
+      traced count is fine). Samples of different sizes padded to one shape then share
+      one compilation.
 
     **Raises:** `ValueError`/`TypeError` for points that are not a floating `(N, d)`
-    array or a non-scalar `s` or `bandwidth`.
+    array, a non-scalar `s` or `bandwidth`, or a malformed `mask`.
     """
 
     points: Float[Array, "N d"]
     s: Float[Array, ""]
     bandwidth: Float[Array, ""]
+    mask: Bool[Array, " N"] | None
 
-    def __init__(self, points: ArrayLike, s: ArrayLike = 1.0, bandwidth: ArrayLike = 1.0):
+    def __init__(
+        self,
+        points: ArrayLike,
+        s: ArrayLike = 1.0,
+        bandwidth: ArrayLike = 1.0,
+        *,
+        mask: Bool[ArrayLike, " N"] | None = None,
+    ):
         points = check_points(jnp.asarray(points), "points")
         self.points = points
         self.s = check_scalar(s, "s", points.dtype)
         self.bandwidth = check_scalar(bandwidth, "bandwidth", points.dtype)
         check_all_positive(self.s, "s")
         check_all_positive(self.bandwidth, "bandwidth")
+        mask_weights(mask, points.shape[0], points.dtype)
+        self.mask = None if mask is None else jnp.asarray(mask)
 
     @property
     def size(self) -> int:
-        """$N$, the number of kernels."""
+        """The number of rows of `points` (kernels and padding)."""
         return self.points.shape[-2]
+
+    @property
+    def log_count(self) -> Float[Array, ""] | float:
+        r"""$\ln N$, $N$ the number of kernels (the rows `mask` keeps)."""
+        if self.mask is None:
+            return math.log(self.size)
+        return jnp.log(jnp.sum(self.mask, dtype=self.points.dtype))
 
     @property
     def d(self) -> int:
@@ -74,7 +96,7 @@ class KernelMixture(eqx.Module):
     @property
     def eps2(self) -> Float[Array, ""]:
         r"""$\varepsilon^2 = c^2 s^2 N^{-2/d}$."""
-        return self.scale2 * jnp.exp(-2.0 * math.log(self.size) / self.d)
+        return self.scale2 * jnp.exp(-2.0 * self.log_count / self.d)
 
 
 def check_mixture(mix: KernelMixture, name: str) -> KernelMixture:
@@ -137,8 +159,14 @@ def _unit(dtype) -> float:
     return float(jnp.finfo(dtype).eps) / 2
 
 
-def log_cross(spec: Spectrum, points: Float[Array, "N d"], var: Float[Array, ""]):
-    r"""$\ln \sum_i \mathcal N(x_i; \mu, \Sigma + v I)$ and a bound on its relative error.
+def log_cross(
+    spec: Spectrum,
+    points: Float[Array, "N d"],
+    var: Float[Array, ""],
+    mask: Bool[Array, " N"] | None = None,
+):
+    r"""$\ln \sum_i \mathcal N(x_i; \mu, \Sigma + v I)$ and a bound on its relative error,
+    over the points that `mask` keeps (all by default).
 
     One rotation $z_i = V^\top (x_i - \mu)$ per point, $O(N d^2)$ in all, and no inverse.
     The bound adds, to first order and in the worst case, the rounding of the rotation
@@ -147,13 +175,14 @@ def log_cross(spec: Spectrum, points: Float[Array, "N d"], var: Float[Array, ""]
     """
     y = points - spec.mean
     z = jnp.matmul(y, spec.evecs, precision=lax.Precision.HIGHEST)
-    return _log_cross_from(spec.evals, z, jnp.sum(y * y, axis=-1), var)
+    return _log_cross_from(spec.evals, z, jnp.sum(y * y, axis=-1), var, mask)
 
 
-def _log_cross_from(evals, z, y2, var):
+def _log_cross_from(evals, z, y2, var, mask=None):
     """The log-sum-exp of `log_cross` from the rotated points `z` on the top `r`
     eigenvectors (the last `r` of `evals`) and the squared norms `y2`. With `r < d` the
-    other eigenvalues count as zero: the rest of $|y|^2$ lies in the kernel's $vI$."""
+    other eigenvalues count as zero: the rest of $|y|^2$ lies in the kernel's $vI$.
+    Rows that `mask` drops count as absent (and in no maximum of the bound)."""
     d, r = evals.shape[-1], z.shape[-1]
     u = _unit(z.dtype)
     w = evals + var
@@ -163,6 +192,9 @@ def _log_cross_from(evals, z, y2, var):
         quad = quad + jnp.maximum(y2 - jnp.sum(z * z, axis=-1), 0.0) / var
     log_w = jnp.log(w)
     log_density = -0.5 * (d * _LOG_2PI + jnp.sum(log_w) + quad)
+    if mask is not None:
+        log_density = jnp.where(mask, log_density, -jnp.inf)
+        y2, quad = jnp.where(mask, y2, 0.0), jnp.where(mask, quad, 0.0)
     w_min = jnp.min(w)
     y2_max = jnp.max(y2)
     q_max = jnp.max(quad)
@@ -215,10 +247,15 @@ def _block_layout(size: int, block_size: int) -> tuple[int, int]:
 
 
 def log_pairs(
-    points: Float[Array, "N d"], var: Float[Array, ""], *, gram_dtype=None, block_size: int = 1024
+    points: Float[Array, "N d"],
+    var: Float[Array, ""],
+    *,
+    mask: Bool[Array, " N"] | None = None,
+    gram_dtype=None,
+    block_size: int = 1024,
 ):
-    r"""$\ln \sum_{i \ne j} \exp(-\lvert x_i - x_j \rvert^2 / 4v)$ over ordered pairs, and
-    a bound on its relative error.
+    r"""$\ln \sum_{i \ne j} \exp(-\lvert x_i - x_j \rvert^2 / 4v)$ over ordered pairs of
+    the points that `mask` keeps (all by default), and a bound on its relative error.
 
     The exponents come straight out of one matmul per block: with the points centred at
     their mean, $-\lvert x_i - x_j \rvert^2 / 4v = a_i \cdot b_j$ for
@@ -244,7 +281,12 @@ def log_pairs(
     if size < 2:
         return jnp.asarray(-jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype)
     blocks, b = _block_layout(size, block_size)
-    x = points - jnp.mean(points, axis=0)
+    if mask is None:
+        x = points - jnp.mean(points, axis=0)
+    else:
+        # Centred at the kept points' mean; padding rows zeroed, so that their (unused)
+        # exponents stay finite.
+        _, _, x = masked_moments(points, mask)
     norms = jnp.sum(x * x, axis=-1)
     scale = 0.25 / var
     ones = jnp.ones_like(norms)[:, None]
@@ -253,6 +295,8 @@ def log_pairs(
     pad = ((0, blocks * b - size), (0, 0))
     left, right = jnp.pad(left.astype(gram_dtype), pad), jnp.pad(right.astype(gram_dtype), pad)
     valid = jnp.arange(blocks * b) < size
+    if mask is not None:
+        valid = jnp.pad(mask, (0, blocks * b - size))
     rows, cols = np.triu_indices(blocks)
     # The shift sits `margin` above the running log-sum, so a new term may exceed the sum
     # so far by e^(margin + 88) before exp overflows float32 (then the block is redone
@@ -373,14 +417,14 @@ def l2_terms(
     )
     if isinstance(r, KernelMixture):
         var = r.eps2.astype(dtype)
-        cross, eta_cross = log_cross(spec, r.points.astype(dtype), var)
-        cross = cross - math.log(r.size)
+        cross, eta_cross = log_cross(spec, r.points.astype(dtype), var, r.mask)
+        cross = cross - r.log_count
         diag = log_self_diagonal(d, r.scale2.astype(dtype))
         eta_diag = jnp.log((d + 4) * _unit(dtype) * (1.0 + jnp.abs(diag)))
         pairs, eta_pairs = log_pairs(
-            r.points.astype(dtype), var, gram_dtype=gram_dtype, block_size=block_size
+            r.points.astype(dtype), var, mask=r.mask, gram_dtype=gram_dtype, block_size=block_size
         )
-        pairs = diag - math.log(r.size) + pairs
+        pairs = diag - r.log_count + pairs
     else:
         cross, eta_cross = log_gaussian_cross(q, r)
         diag, eta_diag = log_square_integral(r, rtol)

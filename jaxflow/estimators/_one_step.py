@@ -3,7 +3,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .._checks import (
     check_choice,
@@ -12,6 +12,7 @@ from .._checks import (
     check_int,
     check_points,
     check_positive,
+    mask_weights,
 )
 from .._workarounds import map_lapack
 from ..data import Gaussian
@@ -40,7 +41,7 @@ def _row(tree, i):
 
 def one_step_distances(
     qs: Gaussian,
-    x0s: Sequence[Float[Array, "_n d"]],
+    x0s: Sequence[Float[Array, "_n d"]] | Float[Array, "grid n d"],
     reference: Float[ArrayLike, "N d"] | None,
     p: Gaussian,
     *,
@@ -49,6 +50,7 @@ def one_step_distances(
     arithmetic: str = "exact",
     gram_dtype=None,
     block_size: int = 1024,
+    masks: Bool[ArrayLike, "grid n"] | None = None,
 ) -> tuple[RelativeDistance, Float[Array, "grid conventions"], Float[Array, "grid conventions"]]:
     r"""The relative distance $\Delta$ and the individual distances
     $\mathrm{KL}(q \,\|\, p)$ and $H^2(q, p)$ of many generated Gaussians at once, sharing
@@ -72,11 +74,17 @@ def one_step_distances(
     `jaxflow._workarounds.map_lapack`: `jax.vmap`, except on XLA:CPU, where a batched
     LAPACK call can deadlock and it loops with `jax.lax.map` instead.
 
+    With `masks`, the training sets are padded to one shape and the rows are computed
+    by one loop body (`jax.lax.map`), so the program's size does not grow with the grid;
+    the rank of every $q$ is then taken as $\min(n_{\max} - 1, d)$ (the extra
+    eigenvalues are zero to rounding).
+
     **Arguments:**
 
     - `qs`: the generated Gaussians, a [`jaxflow.data.Gaussian`][] with mean of shape
       `(grid, conventions, d)`; the columns of a row must share mean and spectrum.
-    - `x0s`: the training sets, one per row, shapes `(n_g, d)` (sizes may differ).
+    - `x0s`: the training sets, one per row, shapes `(n_g, d)` (sizes may differ), or
+      with `masks` one array of shape `(grid, n, d)`.
     - `reference`: the reference sample $O$, shape `(N_O, d)`, or `None` to compare
       against $p$ itself.
     - `p`: the sampling distribution, an isotropic [`jaxflow.data.Gaussian`][].
@@ -88,6 +96,8 @@ def one_step_distances(
       the working dtype. A float32 Gram matrix's rounding is bounded and reported in
       each $\Delta$'s `certain`.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
+    - `masks`: optional booleans of shape `(grid, n)`: row $g$'s training set is the
+      points of `x0s[g]` where `masks[g]` is `True` (the rest is padding).
 
     **Returns:** `(relative, kl, hellinger)`: a [`jaxflow.estimators.RelativeDistance`][]
     and two arrays, each of shape `(grid, conventions)`.
@@ -121,87 +131,138 @@ def one_step_distances(
         raise ValueError(
             f"`x0s` must hold one training set per row of `qs` ({grid}), got {len(x0s)}."
         )
-    flat = jax.tree.map(lambda x: x.reshape((grid * n_conv,) + x.shape[2:]), qs)
+    if masks is not None:
+        x0s = jnp.stack(list(x0s)) if not isinstance(x0s, jax.Array) else x0s
+        masks = jnp.asarray(masks)
+        if masks.shape != x0s.shape[:2] or masks.dtype != jnp.bool_:
+            raise ValueError(
+                f"`masks` must be booleans of shape {x0s.shape[:2]}, one per point of `x0s`, "
+                f"got {masks.dtype} {masks.shape}."
+            )
+        for g in range(grid):
+            mask_weights(masks[g], x0s.shape[1], x0s.dtype, min_rows=2)
+    rows = jax.tree.map(lambda x: x.reshape((grid, n_conv) + x.shape[2:]), qs)
     if arithmetic == "exact":
-        out = _exact(flat, x0s, n_conv, reference, p, s, bandwidth, gram_dtype, block_size)
+        out = _exact(rows, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size)
     else:
-        out = _reference(flat, x0s, reference, p, s, bandwidth)
-    return jax.tree.map(lambda x: x.reshape((grid, n_conv) + x.shape[1:]), out)
+        out = _reference(rows, x0s, masks, reference, p, s, bandwidth)
+    return out
 
 
-def _exact(qs, x0s, n_conv, reference, p, s, bandwidth, gram_dtype, block_size):
+def _over_rows(fn, rows, x0s, masks):
+    """`fn(row, x0, mask)` for every row of the grid, stacked: one loop body
+    (`jax.lax.map`) for padded training sets, else one trace per row (their shapes
+    differ)."""
+    if masks is not None:
+        return jax.lax.map(lambda args: fn(*args), (rows, x0s, masks))
+    outs = [fn(_row(rows, g), x0, None) for g, x0 in enumerate(x0s)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def _flat(tree):
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def _unflat(tree, grid: int):
+    return jax.tree.map(lambda x: x.reshape((grid, -1) + x.shape[1:]), tree)
+
+
+def _exact(qs, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size):
     d = p.mean.shape[-1]
     dtype = p.mean.dtype
-    specs = map_lapack(spectrum, qs)
-    kl = map_lapack(lambda q: kl_divergence(q, p), _row(qs, slice(None, None, n_conv)))
-    hellinger = map_lapack(lambda q: hellinger_squared(q, p), qs)
+    grid, n_conv = qs.mean.shape[:2]
+    flat = _flat(qs)
+    specs = _unflat(map_lapack(spectrum, flat), grid)
+    kl = map_lapack(lambda q: kl_divergence(q, p), _row(qs, (slice(None), 0)))
+    hellinger = _unflat(map_lapack(lambda q: hellinger_squared(q, p), flat), grid)
     if reference is None:
         ref_terms = gaussian_terms(p, dtype)
-        lse, eta = map_lapack(lambda q: log_gaussian_cross(q, p), qs)
-        ref_cross = (math.log(2.0) + lse, eta)
+        lse, eta = map_lapack(lambda q: log_gaussian_cross(q, p), flat)
+        ref_cross = _unflat((math.log(2.0) + lse, eta), grid)
     else:
         ref = KernelMixture(reference, s, bandwidth)
         ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
-        # One matmul per row rotates the reference sample for every convention: q has rank
-        # at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
-        crosses = []
-        for g, x0 in enumerate(x0s):
+
+        def rotate(row, x0, mask):
+            # One matmul per row rotates the reference sample for every convention: q has
+            # rank at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
             rank = min(x0.shape[0] - 1, d)
-            row = [_row(specs, g * n_conv + c) for c in range(n_conv)]
-            crosses += log_cross_shared(row, [rank] * n_conv, reference, [ref.eps2] * n_conv)
-        lse, eta = (jnp.stack(x) for x in zip(*crosses))
-        ref_cross = (math.log(2.0) + lse - math.log(ref.size), eta)
-    log_terms, log_eta = [], []
-    for g, x0 in enumerate(x0s):
-        train = KernelMixture(x0, s, bandwidth)
-        train_terms = mixture_terms(train, dtype, gram_dtype=None, block_size=block_size)
-        for c in range(n_conv):
-            i = g * n_conv + c
-            cross, cross_eta = cross_terms(_row(specs, i), train, dtype)
-            terms = (
-                train_terms.self_diagonal,
-                ref_terms.self_diagonal,
-                train_terms.pairs,
-                ref_terms.pairs,
-            )
-            etas = (
-                train_terms.self_eta,
-                ref_terms.self_eta,
-                train_terms.pairs_eta,
-                ref_terms.pairs_eta,
-            )
-            log_terms.append(jnp.stack([*terms, cross, ref_cross[0][i]]))
-            log_eta.append(jnp.stack([*etas, cross_eta, ref_cross[1][i]]))
-    rels = jax.vmap(combine_terms)(jnp.stack(log_terms), jnp.stack(log_eta))
-    return rels, jnp.repeat(kl, n_conv), hellinger
+            spectra = [_row(row, c) for c in range(n_conv)]
+            crosses = log_cross_shared(spectra, [rank] * n_conv, reference, [ref.eps2] * n_conv)
+            return tuple(jnp.stack(x) for x in zip(*crosses))
+
+        lse, eta = _over_rows(rotate, specs, x0s, masks)
+        ref_cross = (math.log(2.0) + lse - ref.log_count, eta)
+
+    def train_terms(row, x0, mask):
+        train = KernelMixture(x0, s, bandwidth, mask=mask)
+        terms = mixture_terms(train, dtype, gram_dtype=None, block_size=block_size)
+        crosses = [cross_terms(_row(row, c), train, dtype) for c in range(n_conv)]
+        cross, cross_eta = (jnp.stack(x) for x in zip(*crosses))
+        shared = jnp.stack([terms.self_diagonal, ref_terms.self_diagonal, terms.pairs])
+        shared_eta = jnp.stack([terms.self_eta, ref_terms.self_eta, terms.pairs_eta])
+        return (
+            jnp.broadcast_to(shared, (n_conv, 3)),
+            jnp.broadcast_to(shared_eta, (n_conv, 3)),
+            cross,
+            cross_eta,
+        )
+
+    shared, shared_eta, cross, cross_eta = _over_rows(train_terms, specs, x0s, masks)
+    log_terms = jnp.concatenate(
+        [
+            shared[..., :3],
+            jnp.broadcast_to(ref_terms.pairs, (grid, n_conv))[..., None],
+            cross[..., None],
+            ref_cross[0][..., None],
+        ],
+        axis=-1,
+    )
+    log_eta = jnp.concatenate(
+        [
+            shared_eta,
+            jnp.broadcast_to(ref_terms.pairs_eta, (grid, n_conv))[..., None],
+            cross_eta[..., None],
+            ref_cross[1][..., None],
+        ],
+        axis=-1,
+    )
+    rels = jax.vmap(jax.vmap(combine_terms))(log_terms, log_eta)
+    return rels, jnp.broadcast_to(kl[:, None], (grid, n_conv)), hellinger
 
 
-def _reference(qs, x0s, reference, p, s, bandwidth):
+def _reference(qs, x0s, masks, reference, p, s, bandwidth):
     # The reference arithmetic is float32 throughout.
     f32 = jnp.float32
     d = p.mean.shape[-1]
+    grid, n_conv = qs.mean.shape[:2]
     p = Gaussian(p.mean.astype(f32), p.cov.astype(f32))
-    n_conv = qs.mean.shape[0] // len(x0s)
-    train_self, train_cross = [], []
-    for g, x0 in enumerate(x0s):
-        train = KernelMixture(x0.astype(f32), s, bandwidth)
+    flat = _flat(qs)
+
+    def train_terms(row, x0, mask):
+        train = KernelMixture(x0.astype(f32), s, bandwidth, mask=mask)
         self_term = reference_self_term(train)
-        for c in range(n_conv):
-            train_self.append(self_term)
-            train_cross.append(reference_cross_term(_row(qs, g * n_conv + c), train))
-    train_self, train_cross = jnp.stack(train_self), jnp.stack(train_cross)
+        cross = jnp.stack([reference_cross_term(_row(row, c), train) for c in range(n_conv)])
+        return jnp.broadcast_to(self_term, (n_conv,)), cross
+
+    train_self, train_cross = _over_rows(train_terms, qs, x0s, masks)
     if reference is None:
-        ref_self, ref_cross = map_lapack(lambda q: reference_gaussian_terms(q, p), qs)
+        ref_self, ref_cross = _unflat(
+            map_lapack(lambda q: reference_gaussian_terms(q, p), flat), grid
+        )
     else:
         ref = KernelMixture(jnp.asarray(reference).astype(f32), s, bandwidth)
-        ref_cross = map_lapack(lambda q: reference_cross_term(q, ref), qs)
+        ref_cross = _unflat(map_lapack(lambda q: reference_cross_term(q, ref), flat), grid)
         ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
     rels = jax.vmap(
-        lambda a, b, c, e: RelativeDistance.bounded(
-            *reference_from_terms(a, b, c, e, d), "reference"
+        jax.vmap(
+            lambda a, b, c, e: RelativeDistance.bounded(
+                *reference_from_terms(a, b, c, e, d), "reference"
+            )
         )
     )(train_self, train_cross, ref_self, ref_cross)
-    kl, hellinger = map_lapack(
-        lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), qs
+    kl, hellinger = _unflat(
+        map_lapack(lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), flat),
+        grid,
     )
     return rels, kl, hellinger

@@ -8,9 +8,9 @@ import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
-from ..data import Gaussian
+from ..data import Gaussian, masked_moments
 from ._kernel import _unit, KernelMixture
 
 
@@ -27,16 +27,24 @@ def _normalisation(cov: Float[Array, "d d"]) -> Float[Array, ""]:
     return 1.0 / jnp.sqrt(_TWO_PI * jnp.linalg.det(cov))
 
 
-def _block_sums(x: Float[Array, "N d"], scale: Float[Array, ""], tile: int) -> Float[Array, "B B"]:
-    """The sum of exp(-|x_i - x_j|^2 scale) over every 25 x 25 block, shape (B, B)."""
+def _block_sums(
+    x: Float[Array, "N d"], scale: Float[Array, ""], tile: int, mask: Bool[Array, " N"] | None
+) -> Float[Array, "B B"]:
+    """The sum of exp(-|x_i - x_j|^2 scale) over every 25 x 25 block, shape (B, B), over
+    the rows `mask` keeps (padding, all last, adds exact zeros)."""
     size, d = x.shape
     blocks = math.ceil(size / REFERENCE_BLOCK)
     per_tile = max(1, min(blocks, tile // REFERENCE_BLOCK))
     tiles = math.ceil(blocks / per_tile)
     t = per_tile * REFERENCE_BLOCK
     padded = tiles * t
-    x = jnp.pad(x - jnp.mean(x, axis=0), ((0, padded - size), (0, 0)))
-    valid = jnp.arange(padded) < size
+    if mask is None:
+        x = x - jnp.mean(x, axis=0)
+        valid = jnp.arange(padded) < size
+    else:
+        _, _, x = masked_moments(x, mask)
+        valid = jnp.pad(mask, (0, padded - size))
+    x = jnp.pad(x, ((0, padded - size), (0, 0)))
     norms = jnp.sum(x * x, axis=-1)
     rows, cols = np.triu_indices(tiles)
 
@@ -67,20 +75,26 @@ def _block_sums(x: Float[Array, "N d"], scale: Float[Array, ""], tile: int) -> F
     return sums[:blocks, :blocks]
 
 
+def _count_eps(mix: KernelMixture) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """The mixture's size $N$ and $\varepsilon = c s N^{-1/d}$, in float32."""
+    size = _F32(mix.size) if mix.mask is None else jnp.sum(mix.mask, dtype=_F32)
+    return size, (mix.bandwidth * mix.s).astype(_F32) * size ** _F32(-1.0 / mix.d)
+
+
 def reference_self_term(mix: KernelMixture, *, tile: int = 1000) -> Float[Array, ""]:
     r"""$\frac{1}{N^2} \frac{1}{\sqrt{2\pi \det(2\varepsilon^2 I)}} \sum_{i,j}
     e^{-|x_i - x_j|^2 / 4\varepsilon^2}$ in float32, diagonal included, the 25 x 25 block
     sums added one after another in row-major order as a loop over blocks would."""
     x = mix.points.astype(_F32)
-    size, d = x.shape
-    eps = (mix.bandwidth * mix.s).astype(_F32) * _F32(size) ** _F32(-1.0 / d)
-    sums = _block_sums(x, 1.0 / (4 * eps * eps), tile)
+    d = mix.d
+    size, eps = _count_eps(mix)
+    sums = _block_sums(x, 1.0 / (4 * eps * eps), tile, mix.mask)
 
     def add(total, block_sum):
         return total + block_sum, None
 
     total, _ = lax.scan(add, jnp.zeros((), _F32), sums.reshape(-1), unroll=25)
-    return total / _F32(size * size) * _normalisation(2 * eps * eps * jnp.eye(d, dtype=_F32))
+    return total / (size * size) * _normalisation(2 * eps * eps * jnp.eye(d, dtype=_F32))
 
 
 def reference_cross_term(q: Gaussian, mix: KernelMixture) -> Float[Array, ""]:
@@ -89,13 +103,16 @@ def reference_cross_term(q: Gaussian, mix: KernelMixture) -> Float[Array, ""]:
     inverted $C$ once per point; it is the same matrix every time, so one inverse gives
     the same numbers."""
     x = mix.points.astype(_F32)
-    size, d = x.shape
-    eps = (mix.bandwidth * mix.s).astype(_F32) * _F32(size) ** _F32(-1.0 / d)
+    d = mix.d
+    size, eps = _count_eps(mix)
     cov = q.cov.astype(_F32) + eps * eps * jnp.eye(d, dtype=_F32)
     inverse = jnp.linalg.inv(cov)
     y = x - q.mean.astype(_F32)
     quad = jnp.sum(jnp.matmul(y, inverse, precision=lax.Precision.HIGHEST) * y, axis=-1)
-    return jnp.sum(jnp.exp(-0.5 * quad) * _normalisation(cov)) / _F32(size)
+    kernels = jnp.exp(-0.5 * quad) * _normalisation(cov)
+    if mix.mask is not None:
+        kernels = jnp.where(mix.mask, kernels, 0.0)
+    return jnp.sum(kernels) / size
 
 
 def reference_gaussian_terms(q: Gaussian, p: Gaussian) -> tuple[Float[Array, ""], Float[Array, ""]]:

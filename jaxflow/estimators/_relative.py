@@ -144,13 +144,13 @@ def mixture_terms(
     points = mix.points.astype(dtype)
     diag = log_self_diagonal(d, mix.scale2.astype(dtype))
     lse, eta = log_pairs(
-        points, mix.eps2.astype(dtype), gram_dtype=gram_dtype, block_size=block_size
+        points, mix.eps2.astype(dtype), mask=mix.mask, gram_dtype=gram_dtype, block_size=block_size
     )
     # (1/N^2) (4 pi eps^2)^(-d/2) = (4 pi c^2 s^2)^(-d/2) / N under the bandwidth rule.
     return MixtureTerms(
         self_diagonal=diag,
         self_eta=jnp.log((d + 4) * _unit(dtype) * (1.0 + jnp.abs(diag))),
-        pairs=diag - math.log(mix.size) + lse,
+        pairs=diag - mix.log_count + lse,
         pairs_eta=eta,
     )
 
@@ -164,8 +164,8 @@ def gaussian_terms(p: Gaussian, dtype) -> MixtureTerms:
 
 def cross_terms(spec: Spectrum, mix: KernelMixture, dtype):
     """$\\ln 2\\int q\\, p_S^\\varepsilon$ and its error bound."""
-    lse, eta = log_cross(spec, mix.points.astype(dtype), mix.eps2.astype(dtype))
-    return math.log(2.0) + lse - math.log(mix.size), eta
+    lse, eta = log_cross(spec, mix.points.astype(dtype), mix.eps2.astype(dtype), mix.mask)
+    return math.log(2.0) + lse - mix.log_count, eta
 
 
 def exact_relative(

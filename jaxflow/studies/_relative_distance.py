@@ -1,4 +1,5 @@
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -21,6 +22,8 @@ from .._checks import (
     positive_scalars,
 )
 from .._custom_types import PRNGKey
+from .._sharding import device_count, gather, per_device, shard
+from .._workarounds import map_lapack
 from ..data import forward_jump, Gaussian
 from ..estimators import (
     ARITHMETICS,
@@ -47,9 +50,13 @@ def _draw(key: PRNGKey, n: int, d: int, m, s, dtype) -> Float[Array, "n d"]:
     return m + s * jr.normal(key, (n, d), dtype)
 
 
-def _cell_inputs(key_rep, n: int, d: int, m, s, T, lam, draws: int, dtype):
+def _cell_inputs(key_rep, n, rows: int, d: int, m, s, T, lam, draws: int, dtype):
+    """The training set of size `n` (an int, or traced) and its noisy copies, drawn as
+    `rows >= n` rows of which the first `n` are the cell's: with JAX's partitionable
+    Threefry (the default) the leading rows of a draw do not depend on its shape, so
+    padded draws agree bitwise with `sweep_inputs`'."""
     k_x, k_z = jr.split(jr.fold_in(key_rep, n))
-    x0 = _draw(k_x, n, d, m, s, dtype)
+    x0 = _draw(k_x, rows, d, m, s, dtype)
     return x0, forward_jump(x0, key=k_z, T=T, lam=lam, draws=draws)
 
 
@@ -99,7 +106,7 @@ def sweep_inputs(
     model = _model(m, s, T, lam, 1.0)
     dtype = model.m.dtype
     key_rep = jr.fold_in(key, repetition)
-    x0, xt = _cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
+    x0, xt = _cell_inputs(key_rep, n, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
     if reference_size is None:
         return x0, xt, None
     reference = _draw(
@@ -136,8 +143,10 @@ class _Cells:
     gram_dtype: object
     block_size: int
 
-    def __call__(self, x0s, xts, reference, model: _Model):
-        """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p)."""
+    def __call__(self, x0s, xts, masks, reference, model: _Model):
+        """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p), from the
+        training sets `x0s` (grid, n, d), padded where `masks` (grid, n) says (`None`: no
+        padding), their noisy copies `xts` and the reference sample."""
         p = _p(model, self.d)
         T, lam = model.T, model.lam
         if self.arithmetic == "reference":
@@ -145,22 +154,23 @@ class _Cells:
             # are the same draws as the exact arithmetic's, so the two can be compared
             # cell by cell.
             f32 = jnp.float32
-            x0s = [x0.astype(f32) for x0 in x0s]
-            xts = [xt.astype(f32) for xt in xts]
+            x0s, xts = x0s.astype(f32), xts.astype(f32)
             T, lam = T.astype(f32), lam.astype(f32)
-        qs = []
-        for x0, xt in zip(x0s, xts):
-            denoiser = fit_affine(x0, xt)
-            qs.append(
-                _stack(
-                    [
-                        one_step_gaussian(denoiser, x0, T=T, lam=lam, convention=c)
-                        for c in self.conventions
-                    ]
-                )
+
+        def generate(args):
+            x0, xt, mask = args
+            denoiser = fit_affine(x0, xt, mask=mask)
+            return _stack(
+                [
+                    one_step_gaussian(denoiser, x0, T=T, lam=lam, convention=c, mask=mask)
+                    for c in self.conventions
+                ]
             )
+
+        # One training set at a time: one loop body for the whole grid.
+        qs = jax.lax.map(generate, (x0s, xts, masks))
         return one_step_distances(
-            _stack(qs),
+            qs,
             x0s,
             reference,
             p,
@@ -169,6 +179,7 @@ class _Cells:
             arithmetic=self.arithmetic,
             gram_dtype=self.gram_dtype,
             block_size=self.block_size,
+            masks=masks,
         )
 
 
@@ -177,34 +188,43 @@ def _stack(rows):
 
 
 @eqx.filter_jit
-def _sweep_chunk(key, repetitions, model, cells: _Cells, *, ns, reference_size, draws):
+def _sweep_chunk(key, repetitions, sizes, model, cells: _Cells, *, rows, reference_size, draws):
+    """The cells of the repetitions `repetitions` (split across every device), for every
+    size of the grid `sizes` (traced). Every training set is padded to `rows` rows with a
+    mask and the grid is a loop inside the program, so its shapes depend on `rows` and
+    the length of the grid alone, not on its sizes."""
     d, dtype = cells.d, model.m.dtype
+    masks = jnp.arange(rows)[None, :] < sizes[:, None]
 
     def one(r):
         key_rep = jr.fold_in(key, r)
-        inputs = [
-            _cell_inputs(key_rep, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
-            for n in ns
-        ]
+        x0s, xts = jax.lax.map(
+            lambda n: _cell_inputs(
+                key_rep, n, rows, d, model.m, model.s, model.T, model.lam, draws, dtype
+            ),
+            sizes,
+        )
         reference = None
         if reference_size is not None:
             reference = _draw(
                 jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
             )
-        return cells([x for x, _ in inputs], [x for _, x in inputs], reference, model)
+        return cells(x0s, xts, masks, reference, model)
 
-    # lax.map, not vmap, for memory: each repetition holds its reference sample's
-    # pairwise blocks, and its heavy steps are matmuls of a thousand rows or more, which
-    # use every core one repetition at a time.
-    return jax.lax.map(one, repetitions)
+    # On XLA:CPU one repetition at a time (lax.map), for memory: each holds its reference
+    # sample's pairwise blocks, and its heavy steps are matmuls of a thousand rows or
+    # more, which use every core one repetition at a time. Elsewhere vmapped.
+    return per_device(lambda reps: map_lapack(one, reps))(repetitions)
 
 
 @eqx.filter_jit
 def _arrays_cells(x0, xt, reference, model, cells: _Cells):
     # One repetition at a time, as in `_sweep_chunk`.
     if reference is None:
-        return jax.lax.map(lambda ab: cells([ab[0]], [ab[1]], None, model), (x0, xt))
-    return jax.lax.map(lambda abc: cells([abc[0]], [abc[1]], abc[2], model), (x0, xt, reference))
+        return jax.lax.map(lambda ab: cells(ab[0][None], ab[1][None], None, None, model), (x0, xt))
+    return jax.lax.map(
+        lambda abc: cells(abc[0][None], abc[1][None], None, abc[2], model), (x0, xt, reference)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,17 +349,20 @@ def relative_distance_sweep(
     those of [`jaxflow.studies.sweep_inputs`][]; the distances of each repetition are
     [`jaxflow.estimators.one_step_distances`][].
 
-    The repetitions of a chunk run as one jit-compiled computation, looped with
-    `jax.lax.map` rather than `jax.vmap` (the costly steps are large matmuls, which use
-    every core one repetition at a time, and a batch of repetitions would hold a batch
-    of reference samples' pairwise blocks). Chunks have a fixed size, so the
-    computation compiles once per configuration. The unrolled part of the program grows
-    with the grid; the steps that see $q$ alone (eigendecompositions, KL, Hellinger) run
-    once over the stacked $q$'s of the whole grid.
+    The repetitions of a chunk run as one jit-compiled computation, split across every
+    device (`jaxflow._sharding`: every device of every process) and gathered back;
+    on each device they loop with `jax.lax.map` on XLA:CPU (the costly steps are large
+    matmuls, which use every core one repetition at a time, and a batch of repetitions
+    would hold a batch of reference samples' pairwise blocks) and are vmapped elsewhere.
+    Every training set is drawn padded to $\max n$ rows with a mask (its first $n$ rows
+    are those of [`jaxflow.studies.sweep_inputs`][], bitwise) and the grid is a loop
+    inside the program, so chunks compile once per configuration whatever the grid:
+    the program's shapes depend on $\max n$, $d$, $N_O$ and `draws` alone. Results are
+    the same on any number of devices and for any chunk size.
 
     Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
     conventions): about 45 s on 2 CPU cores, most of it the reference sample's
-    $O(N_O^2 d)$ pairwise term, plus some 10 s of compilation (`benchmarks/linear.py`).
+    $O(N_O^2 d)$ pairwise term, plus some 3 s of compilation (`benchmarks/linear.py`).
 
     **Main arguments:**
 
@@ -364,7 +387,7 @@ def relative_distance_sweep(
       leaves uncertain is recomputed in float64 (counted in `recomputed`), so every
       reported sign is what float64 gives. `None`: the working dtype throughout.
     - `chunk_size`: repetitions per compiled call (a progress-bar step; any size compiles
-      once). Default 8.
+      once), rounded up to a multiple of the device count. Default 8.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
     - `progress`: show a progress bar over chunks.
 
@@ -400,9 +423,11 @@ def relative_distance_sweep(
     check_gram_dtype(gram_dtype)
     model = _model(m, s, T, lam, bandwidth)
     cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
-    grid = dict(ns=ns, reference_size=reference_size, draws=draws)
+    grid = dict(rows=max(ns), reference_size=reference_size, draws=draws)
+    sizes = jnp.asarray(ns)
     fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
-    size = min(chunk_size, repetitions)
+    # A multiple of the device count, so that every device takes as many repetitions.
+    size = math.ceil(min(chunk_size, repetitions) / device_count()) * device_count()
 
     def run(indices, gram):
         pieces = []
@@ -417,7 +442,9 @@ def relative_distance_sweep(
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)
             chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
-            out = _sweep_chunk(key, jnp.asarray(chunk), model, cells(gram), **grid)
+            out = gather(
+                _sweep_chunk(key, shard(jnp.asarray(chunk)), sizes, model, cells(gram), **grid)
+            )
             pieces.append(jax.tree.map(lambda x: x[:keep], out))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
 
