@@ -4,14 +4,10 @@ without the origin as a training point, against the closed form and a cheaper
 interpolant."""
 
 import dataclasses
-import itertools
 import math
-import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import ClassVar, Literal
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -19,23 +15,29 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ...data import forward_ve, orthogonal
+from ...data import forward_ve
 from ...flows import Geometric, Karras
-from ...training import default_cache_dir, MinNormFit, MinNormTraining, train_min_norm
+from ...training import MinNormFit, MinNormTraining, train_min_norm
 from .. import _plotting as plot
 from .._params import at_least, param, positive
 from .._preset import AbstractPreset, Arrays, Footprint, Tabulated
 from ._common import float_dtype
+from ._trained import (
+    CheaperInterpolant,
+    DATA_SET_COLOURS,
+    DATA_SET_LABELS,
+    DATA_SETS,
+    DataSet,
+    evaluate,
+    largest_distance,
+    MOST,
+    subset_sums,
+    timed_train,
+    training_footprint,
+    training_points,
+)
 
 
-DataSet = Literal["with-origin", "without-origin"]
-# Fixed positions, so that a data set's key does not depend on which others run.
-_DATA_SETS: tuple[DataSet, ...] = ("with-origin", "without-origin")
-_COLOURS = {"with-origin": "#0072B2", "without-origin": "#D55E00"}
-_LABELS = {
-    "with-origin": "with the origin (closed form: the minimum)",
-    "without-origin": "without the origin (closed form: an upper bound)",
-}
 # The diagnostics of `jaxflow.training.MinNormDiagnostics` kept per level.
 _PER_LEVEL = (
     "residual_train",
@@ -49,50 +51,6 @@ _PER_LEVEL = (
     "distance_sums",
 )
 _CURVES = ("loss", "residual", "cost_curve")
-# Sums of up to this many training points: where virtual-point stability is decided
-# ([Z], Section 6), and where the diagnostics compare the networks with the references.
-_MOST = 4
-
-
-def _stamps(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.eqx")} if folder.exists() else {}
-
-
-def _subset_sums(points: np.ndarray, most: int) -> np.ndarray:
-    n = len(points)
-    rows = [
-        points[list(c)].sum(0)
-        for k in range(1, min(most, n) + 1)
-        for c in itertools.combinations(range(n), k)
-    ]
-    return np.stack(rows)
-
-
-def _cheaper(points: np.ndarray, copies: np.ndarray):
-    r"""The cheaper interpolant of $N \ge 2$ orthogonal points of equal length $L$ without
-    the origin (docs/conventions.md#orthogonal-data-and-the-origin): ramps along
-    $t_n \propto u_n - \frac{1}{N-1}\sum_{k \ne n} u_k$, whose gap between the copies of
-    $x_n$ and of the others is $G = L\sqrt{N/(N-1)}$ instead of $L$, fitted to the copies'
-    own extent $\rho' = \max |t_n \cdot (y_{jm} - x_j)|$ per level.
-
-    Returns the directions $t_n$ (rows), $q_0 = t_n \cdot x_k$ ($k \ne n$), $G$, and
-    $\rho'$ per level (float64)."""
-    n = len(points)
-    lengths = np.linalg.norm(points, axis=1)
-    units = points / lengths[:, None]
-    t = (units - (units.sum(0) - units) / (n - 1)) / math.sqrt(n / (n - 1))
-    length = float(lengths[0])
-    gap = length * math.sqrt(n / (n - 1))
-    low = -length / math.sqrt(n * (n - 1))
-    noise = copies - points[None, :, None, :]  # (levels, n, M, d)
-    rho = np.max(np.abs(noise @ t.T), axis=(1, 2, 3))
-    return t, low, gap, rho
-
-
-def _evaluate(fit: MinNormFit, level: int, y: np.ndarray) -> np.ndarray:
-    net = fit.denoiser.network(level)
-    a, w, b, v, c = (np.asarray(x, np.float64) for x in (net.a, net.w, net.b, net.v, net.c))
-    return np.maximum(y @ w.T + b, 0) @ a + y @ v.T + c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +190,7 @@ class ZenoTraining(AbstractPreset):
     )
     length: float = param(1.0, "the length L of every training point.", rule=positive)
     data_sets: tuple[DataSet, ...] = param(
-        _DATA_SETS,
+        DATA_SETS,
         "data sets to train: with-origin ({0, x_1, ..., x_N}: the closed form is the "
         "minimum-norm interpolant) and/or without-origin (the N points: it is an upper "
         "bound).",
@@ -294,19 +252,18 @@ class ZenoTraining(AbstractPreset):
         )
 
     def footprint(self) -> Footprint:
-        item = 4 if self.dtype == "float32" else 8
-        points, k, d = self.n + 1, self.width, self.d
-        sums = sum(math.comb(self.n, j) for j in range(1, min(_MOST, self.n) + 1))
-        rows = points * self.copies
-        params = k * (2 * d + 1) + d * d + d
-        outer = -(-self.steps // self.inner_steps)
-        # Per level: the network, Adam's two moments, gradients and updates; activations
-        # of the copies forward and back; the multipliers. All levels at once when vmapped.
-        level = item * (6 * params + 6 * rows * (k + d) + 2 * rows * d + 3 * outer)
-        per_cell = self.levels * level + item * (rows * d * self.levels + 4 * sums * (d + k))
-        stored = self.levels * (item * params + 8 * (3 * outer + 12))
+        per_call, stored = training_footprint(
+            n=self.n,
+            d=self.d,
+            width=self.width,
+            copies=self.copies,
+            levels=self.levels,
+            steps=self.steps,
+            inner=self.inner_steps,
+            item=4 if self.dtype == "float32" else 8,
+        )
         return Footprint(
-            memory=2 * per_cell + len(self.data_sets) * stored,
+            memory=2 * per_call + len(self.data_sets) * stored,
             disk=4 * len(self.data_sets) * stored,
             set_by=("levels", "width", "copies", "n", "d", "steps"),
         )
@@ -332,11 +289,7 @@ class ZenoTraining(AbstractPreset):
 
     def points(self, data_set: DataSet) -> np.ndarray:
         """The training points: $x_n = L e_n$, after the origin for `with-origin`."""
-        dtype = float_dtype(self.dtype)
-        x = np.asarray(orthogonal(self.n, self.d, lengths=self.length, dtype=dtype).points)
-        if data_set == "with-origin":
-            x = np.concatenate([np.zeros((1, self.d), x.dtype), x])
-        return x
+        return training_points(data_set, self.n, self.d, self.length, self.dtype)
 
     def sigmas(self) -> np.ndarray:
         """The noise levels, from `sigma_max` down to `sigma_min`."""
@@ -349,7 +302,7 @@ class ZenoTraining(AbstractPreset):
 
     def inputs(self, data_set: DataSet):
         """`(points, sigmas, copies, key)` of `data_set`'s training call."""
-        key = jr.fold_in(jr.key(self.seed), _DATA_SETS.index(data_set))
+        key = jr.fold_in(jr.key(self.seed), DATA_SETS.index(data_set))
         copy_key, train_key = jr.split(key)
         points, sigmas = self.points(data_set), self.sigmas()
         copies = forward_ve(
@@ -379,12 +332,9 @@ class ZenoTraining(AbstractPreset):
         return progress
 
     def compute(self, cell: DataSet, context: bool) -> dict[str, np.ndarray]:
-        folder = default_cache_dir()
-        before = _stamps(folder) if self.cache else {}
-        start = time.perf_counter()
-        fit = jax.block_until_ready(self.train(cell, progress=context))
-        seconds = time.perf_counter() - start
-        from_cache = self.cache and _stamps(folder) == before and bool(before)
+        fit, seconds, from_cache = timed_train(
+            lambda: self.train(cell, progress=context), self.cache
+        )
         diag = fit.diagnostics
         arrays = {name: np.asarray(getattr(diag, name)) for name in _PER_LEVEL + _CURVES}
         points, sigmas, copies, key = self.inputs(cell)
@@ -399,18 +349,16 @@ class ZenoTraining(AbstractPreset):
         nan = np.full(len(sigmas), np.nan)
         cost, distance = nan.copy(), nan.copy()
         if cell == "without-origin" and self.n >= 2:
-            host = np.asarray(points, np.float64)
-            t, low, gap, rho = _cheaper(host, np.asarray(copies, np.float64))
-            sums = _subset_sums(host, _MOST)
-            proj = sums @ t.T
+            cheaper = CheaperInterpolant.fit(points, copies)
+            sums = subset_sums(cheaper.points, MOST)
             for level in range(len(sigmas)):
                 # Compared where the closed form exists too (its gap is narrower).
-                if not (2 * rho[level] < gap and np.isfinite(arrays["reference_cost"][level])):
+                if not (cheaper.valid(level) and np.isfinite(arrays["reference_cost"][level])):
                     continue
-                cost[level] = 2 * self.n * self.length / (gap - 2 * rho[level])
-                ramp = np.clip((proj - low - rho[level]) / (gap - 2 * rho[level]), 0, 1)
-                gaps = _evaluate(fit, level, sums) - ramp @ host
-                distance[level] = np.max(np.linalg.norm(gaps, axis=1))
+                cost[level] = cheaper.cost(level)
+                distance[level] = largest_distance(
+                    evaluate(fit.denoiser.network(level), sums), cheaper(level, sums)
+                )
         arrays |= {"cheaper_cost": cost, "cheaper_distance_sums": distance}
         return arrays
 
@@ -485,7 +433,11 @@ class ZenoTraining(AbstractPreset):
                 above = np.min(sigma[~valid & (sigma > top)], initial=np.inf)
                 if np.isfinite(above):
                     ax.axvline(
-                        math.sqrt(top * above), color=_COLOURS[name], ls=":", lw=1, alpha=0.8
+                        math.sqrt(top * above),
+                        color=DATA_SET_COLOURS[name],
+                        ls=":",
+                        lw=1,
+                        alpha=0.8,
                     )
 
         first = rows[0]
@@ -500,7 +452,7 @@ class ZenoTraining(AbstractPreset):
         fig, axes = plot.figure(2, width=5.6, height=4.4)
         ax = axes[0, 0]
         for name in names:
-            sigma, colour = column(name, "sigma"), _COLOURS[name]
+            sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
             ax.plot(sigma, column(name, "residual_train"), "o-", color=colour, ms=4)
             ax.plot(sigma, column(name, "residual_fresh"), "s--", color=colour, ms=3, mfc="none")
             boundary(ax, name)
@@ -510,7 +462,9 @@ class ZenoTraining(AbstractPreset):
         ax.set_xlabel(r"noise level $\sigma$")
         ax.set_ylabel(r"largest residual $\max_{nm} |h(y_{nm}) - x_n|$")
         ax.set_title("Does each network interpolate?", fontsize=10)
-        handles = [Line2D([], [], color=_COLOURS[n], lw=2, label=_LABELS[n]) for n in names]
+        handles = [
+            Line2D([], [], color=DATA_SET_COLOURS[n], lw=2, label=DATA_SET_LABELS[n]) for n in names
+        ]
         handles += [
             Line2D([], [], color="grey", marker="o", ms=4, label="training copies"),
             Line2D(
@@ -533,7 +487,7 @@ class ZenoTraining(AbstractPreset):
 
         ax = axes[0, 1]
         for name in names:
-            sigma, colour = column(name, "sigma"), _COLOURS[name]
+            sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
             ax.plot(sigma, column(name, "cost"), "o-", color=colour, ms=4)
             ax.plot(sigma, column(name, "cost_raw"), ":", color=colour, lw=1)
             ax.plot(sigma, column(name, "closed_form_cost"), "D--", color=colour, ms=4, mfc="white")
@@ -588,7 +542,7 @@ class ZenoTraining(AbstractPreset):
         fig, axes = plot.figure(1, width=6.4, height=4.4)
         ax = axes[0, 0]
         for name in names:
-            sigma, colour = column(name, "sigma"), _COLOURS[name]
+            sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
             ax.plot(sigma, column(name, "distance_sums"), "o-", color=colour, ms=4)
             ax.plot(sigma, column(name, "distance_fresh"), "s--", color=colour, ms=3, mfc="none")
             if np.isfinite(column(name, "cheaper_distance_sums")).any():
@@ -603,7 +557,9 @@ class ZenoTraining(AbstractPreset):
         ax.set_xscale("log")
         ax.set_xlabel(r"noise level $\sigma$ (where the closed form exists)")
         ax.set_ylabel(r"largest distance $|h(y) - \mathrm{reference}(y)|$")
-        handles = [Line2D([], [], color=_COLOURS[n], lw=2, label=_LABELS[n]) for n in names]
+        handles = [
+            Line2D([], [], color=DATA_SET_COLOURS[n], lw=2, label=DATA_SET_LABELS[n]) for n in names
+        ]
         handles += [
             Line2D(
                 [],
@@ -611,7 +567,7 @@ class ZenoTraining(AbstractPreset):
                 color="grey",
                 marker="o",
                 ms=4,
-                label=f"closed form, at the sums of 1-{_MOST} points",
+                label=f"closed form, at the sums of 1-{MOST} points",
             ),
             Line2D(
                 [],
@@ -634,7 +590,7 @@ class ZenoTraining(AbstractPreset):
                     ls="-.",
                     mfc="white",
                     ms=4,
-                    label=f"cheaper interpolant, at the sums of 1-{_MOST} points",
+                    label=f"cheaper interpolant, at the sums of 1-{MOST} points",
                 )
             )
         ax.legend(handles=handles, fontsize=7, frameon=False)
@@ -668,7 +624,7 @@ class ZenoTraining(AbstractPreset):
                 if key == "residual":
                     ax.axhline(tol, color="black", ls="--", lw=1)
                     ax.set_ylabel("largest residual on the training copies")
-                    ax.set_title(_LABELS[name], fontsize=9)
+                    ax.set_title(DATA_SET_LABELS[name], fontsize=9)
                 else:
                     ax.set_ylabel(r"cost $C$ (rebalanced)")
             handles = [
