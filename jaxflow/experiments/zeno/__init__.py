@@ -6,6 +6,8 @@ from ._probability_flow import OrthogonalProbabilityFlow
 from ._score_flow import OrthogonalScoreFlow
 from ._simplex_stability import ObtuseSimplexStability
 from ._training import ZenoTraining
+from ._training_ablation import ZenoTrainingAblation
+from ._training_copies import ZenoTrainingCopies
 
 
 PRESETS: tuple = (
@@ -14,4 +16,6 @@ PRESETS: tuple = (
     OrthogonalStability,
     ObtuseSimplexStability,
     ZenoTraining,
+    ZenoTrainingCopies,
+    ZenoTrainingAblation,
 )
