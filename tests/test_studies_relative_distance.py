@@ -2,6 +2,11 @@
 against single-cell computations, reproducibility from saved inputs, the covariance
 conventions, compilation once, and recomputation of uncertain float32 signs."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -150,3 +155,59 @@ def test_uncertain_float32_signs_are_recomputed(monkeypatch):
     assert fast.recomputed == 3 and slow.recomputed == 0
     assert np.all(np.asarray(fast.relative.certain))
     np.testing.assert_array_equal(fast.relative.log_abs, slow.relative.log_abs)
+
+
+_EIGHT_DEVICES = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.random as jr, numpy as np
+    import jaxflow as jf
+
+    jf.configure_cpu_workarounds()
+    assert jax.device_count() == 8, jax.devices()
+    sweep = jf.studies.relative_distance_sweep(NS, key=jr.key(0), **OPTIONS)
+    out = {name: np.asarray(getattr(sweep.relative, name)) for name in FIELDS[:4]}
+    np.savez(sys.argv[1], kl=sweep.kl, hellinger=sweep.hellinger, **out)
+    """
+)
+_FIELDS = ("sign", "log_abs", "log_error", "certain", "kl", "hellinger")
+
+
+def _on_eight_devices(tmp_path, options) -> dict[str, np.ndarray]:
+    """The sweep of `options` (and NS, key 0) on 8 host devices, in a subprocess."""
+    script = tmp_path / "run.py"
+    script.write_text(f"NS, OPTIONS, FIELDS = {(NS, options, _FIELDS)!r}\n" + _EIGHT_DEVICES)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(tmp_path / "out.npz"))
+
+
+def _assert_same(sharded, single: RelativeDistanceSweep):
+    for name in _FIELDS:
+        value = getattr(single, name) if name in ("kl", "hellinger") else None
+        value = getattr(single.relative, name) if value is None else value
+        np.testing.assert_array_equal(sharded[name], np.asarray(value), err_msg=name)
+
+
+def test_sweep_on_eight_devices_matches_one_device_bitwise(sweep, tmp_path):
+    # 6 repetitions in chunks of 4: a chunk of 8, one repetition per device, two of them
+    # padding. Each device runs the same loop body on its own repetitions.
+    _assert_same(_on_eight_devices(tmp_path, OPTIONS), sweep)
+
+
+@pytest.mark.slow
+def test_reference_arithmetic_on_eight_devices_matches_one_device_bitwise(tmp_path):
+    options = OPTIONS | dict(arithmetic="reference")
+    single = relative_distance_sweep(NS, key=jr.key(0), **options)
+    _assert_same(_on_eight_devices(tmp_path, options), single)
