@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import jax.random as jr
 import jaxflow
 import numpy as np
 
@@ -22,7 +24,10 @@ import numpy as np
 # XLA reads its flags.
 jaxflow.configure_cpu_workarounds()
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+# Where every script writes by default; `run_all.py --out DIR` points its benchmarks to DIR.
+RESULTS = pathlib.Path(
+    os.environ.get("JAXFLOW_BENCHMARK_RESULTS") or pathlib.Path(__file__).parent / "results"
+)
 
 
 def _cpu_model() -> str:
@@ -162,6 +167,18 @@ def timeit_together(
 def timeit(fn: Callable[[], Any], **kwargs) -> Timing:
     """`timeit_together` for one function."""
     return timeit_together({"fn": fn}, **kwargs)["fn"]
+
+
+def square_matmul(n: int, dtype, *, repeats: int = 5) -> dict[str, Any]:
+    """The machine's matmul rate: one `jit`-compiled (n, n) x (n, n) product of `dtype`,
+    2 n^3 FLOPs, best of `repeats` calls after the first."""
+    product = jax.jit(jnp.matmul)
+    a = jr.normal(jr.key(2), (n, n), dtype)
+    b = jr.normal(jr.key(3), (n, n), dtype)
+    timing = timeit(lambda: product(a, b), repeats=repeats)
+    gflops = 2 * n**3 / timing.best_s / 1e9
+    print(f"matmul square {n} {jnp.dtype(dtype).name}: {gflops:.1f} GFLOP/s", flush=True)
+    return {"product": f"square {n}", "best_s": timing.best_s, "gflops": gflops}
 
 
 def rss_bytes() -> int:
