@@ -75,7 +75,15 @@ def pair(tmp_path_factory):
     (folder / "foreign0" / "notes.txt").write_text("not jaxflow's")
     script = _SCRIPT.format(flow=FLOW, sweep=SWEEP)
     port = str(_free_port())
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    # The session's compilation cache (conftest.py): the programs that run on one device in
+    # both runs (the exact flow, the classification) compile once.
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(folder), port, str(i)],
