@@ -58,10 +58,12 @@ from _common import (
 )
 
 
-try:  # the library's row-block size, named in the report
-    from jaxflow.flows._chunking import BLOCK_SIZE
+try:  # the library's row-block size on this backend, named in the report
+    from jaxflow.flows import block_size
 except ImportError:
-    BLOCK_SIZE = None
+
+    def block_size():
+        return None
 
 
 D = 30  # dimension, and the number of orthogonal points for `minnorm`
@@ -203,7 +205,7 @@ def matmul_roofline(args) -> dict:
     """Float32 matmul FLOP/s: a large square product, and the skinny pair that one `relu`
     evaluation makes on a block, (rows, d) x (d, K) then (rows, K) x (K, d), chained 32
     times inside one `jit` so that dispatch does not count."""
-    n, rows, links = args.matmul_size, BLOCK_SIZE or args.chunk_size or 4096, 32
+    n, rows, links = args.matmul_size, block_size() or args.chunk_size or 4096, 32
     square = jax.jit(jnp.matmul)
     a = jr.normal(jr.key(2), (n, n), DTYPE)
     b = jr.normal(jr.key(3), (n, n), DTYPE)
@@ -586,7 +588,7 @@ def report(info, args, roofline, rows, sweep, mem) -> str:
             f"## Chunk size (batch 2^{args.sweep_log2_batch})",
             "",
             "jaxflow runs each chunk in blocks of a fixed number of rows "
-            f"(`jaxflow.flows._chunking.BLOCK_SIZE` = {BLOCK_SIZE}); the scan runs the whole "
+            f"(`jaxflow.flows.block_size()` = {block_size()}); the scan runs the whole "
             "chunk at once.",
             "",
             markdown_table(

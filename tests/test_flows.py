@@ -6,12 +6,6 @@ the exact per-coordinate solution for the closed-form denoiser, nearest-vertex r
 and the closed-form flow of a linear denoiser.
 """
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -668,85 +662,6 @@ def test_new_weights_do_not_recompile(chunk_problem):
     assert compiled[0] == 0
 
 
-# ---------------------------------------------------------------------------------------
-# Several devices: the batch axis sharded, the same endpoints.
-# ---------------------------------------------------------------------------------------
-
-_MULTIDEVICE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp, jax.random as jr, numpy as np
-    import jaxflow as jf
-
-    jf.configure_cpu_workarounds()
-    assert jax.local_device_count() == 2, jax.local_devices()
-    data = np.load(sys.argv[1])
-    denoiser = jf.MinNormOrthogonal(jnp.asarray(data["points"]), alpha=1.0)
-    points_shape = data["points"].shape
-    out = {}
-    network = jf.ShallowReLU.random(points_shape[1], 16, key=jr.key(3))
-    for chunk in (None, 5):
-        y0 = jnp.asarray(data["y0"])
-        sol = jf.probability_flow(
-            denoiser, y0, sigma_max=0.4, sigma_min=1e-3, steps=16, chunk_size=chunk
-        )
-        out[str(chunk)] = np.asarray(sol.ys).tolist()
-        sol = jf.probability_flow(
-            network, y0, sigma_max=0.4, sigma_min=1e-3, steps=16, chunk_size=chunk
-        )
-        out[f"relu-{chunk}"] = np.asarray(sol.ys).tolist()
-    json.dump(out, open(sys.argv[2], "w"))
-    """
-)
-
-
-def test_sharded_across_two_devices_gives_single_device_endpoints(tmp_path):
-    """Unchunked and chunked (odd chunk size) runs on two host devices match one device."""
-    # Odd batch and odd chunk: both padded to a multiple of the device count.
-    points, y0 = _problem(seed=9, batch=21)
-    np.savez(tmp_path / "data.npz", points=points, y0=y0)
-    script = tmp_path / "run.py"
-    script.write_text(_MULTIDEVICE_SCRIPT)
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "data.npz"), str(tmp_path / "out.json")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sharded = {k: np.asarray(v) for k, v in json.loads((tmp_path / "out.json").read_text()).items()}
-
-    denoiser = jf.MinNormOrthogonal(jnp.asarray(points), alpha=ALPHA)
-    single = jf.probability_flow(
-        denoiser, jnp.asarray(y0), sigma_max=0.4, sigma_min=1e-3, steps=16
-    ).ys
-    network = jf.ShallowReLU.random(points.shape[1], 16, key=jr.key(3))
-    single_network = jf.probability_flow(
-        network, jnp.asarray(y0), sigma_max=0.4, sigma_min=1e-3, steps=16
-    ).ys
-    # Each device takes whole blocks of one fixed shape, so the network's flow is bitwise
-    # the same on two devices. The closed form's Heun step compiles with different
-    # floating-point contraction under the two-device partitioning (Euler does not):
-    # measured at most 2 ulps (relative 4e-15).
-    for chunk in ("None", "5"):
-        np.testing.assert_array_equal(
-            sharded[f"relu-{chunk}"], np.asarray(single_network), err_msg=f"chunk_size={chunk}"
-        )
-        np.testing.assert_allclose(
-            sharded[chunk],
-            np.asarray(single),
-            rtol=1e-14,
-            atol=1e-15,
-            err_msg=f"chunk_size={chunk}",
-        )
-
-
 def test_library_exact_probability_flow_matches_independent_oracle():
     rng = np.random.default_rng(21)
     points = orthogonal_points(rng, 9, np.linspace(1.0, 2.0, 6))
@@ -779,7 +694,7 @@ def test_exact_solutions_refuse_other_denoisers():
 def test_endpoints_are_bitwise_identical_across_many_chunks(dtype):
     # Larger than two blocks, so several chunks are solved, the last one padded and the
     # pieces placed into one output.
-    block = jf.flows._chunking.BLOCK_SIZE
+    block = jf.flows.block_size()
     points = jnp.asarray(orthogonal_points(np.random.default_rng(5), 6, [1.0, 1.5, 2.0]), dtype)
     denoiser = jf.MinNormOrthogonal(points, alpha=1.0)
     starts = jf.GaussianStarts(

@@ -2,7 +2,11 @@
 bounded memory and sharded across the local devices."""
 
 from ._affine import gaussian_probability_flow as gaussian_probability_flow
-from ._chunking import blockwise as blockwise, map_chunks as map_chunks
+from ._chunking import (
+    block_size as block_size,
+    blockwise as blockwise,
+    map_chunks as map_chunks,
+)
 from ._exact import (
     exact_probability_flow as exact_probability_flow,
     score_flow_limit as score_flow_limit,

@@ -13,14 +13,28 @@ from .._sharding import device_count, gather, per_device, shard
 from ..data import GaussianStarts
 
 
-# Rows are computed in blocks of this many: every row then goes through kernels of the
-# same shape whatever the batch, chunk or device count, so results are bitwise
-# reproducible (XLA's CPU matmuls round differently for, e.g., 7 rows and 1000 rows), and
-# a block's working set stays in cache. Blocks run one after another, so a block must
-# also be large enough for XLA:CPU to split each kernel across its threads: it leaves a
-# (256, 30) fusion on one core, and 256-row blocks halved the closed-form flow's
-# throughput on 2 cores (benchmarks/flows.py); at 4096 rows every kernel is split.
-BLOCK_SIZE = 4096
+def block_size() -> int:
+    """The number of rows computed together in one block on the default backend
+    (`jax.default_backend()`, whose devices the rows are split across).
+
+    Every row goes through kernels of this one block shape whatever the batch, chunk or
+    device count, so rows are bitwise reproducible on a backend (XLA's CPU matmuls round
+    differently for, e.g., 7 rows and 1000 rows). Blocks run one after another, so a block
+    must fill the machine's parallelism, and its working set should stay in cache (CPU)
+    or memory (accelerators).
+    """
+    # CPU: XLA:CPU leaves a (256, 30) fusion on one core, and 256-row blocks halved the
+    # closed-form flow's throughput on 2 cores (benchmarks/flows.py); at 4096 rows every
+    # kernel is split across the threads and a block stays in cache.
+    if jax.default_backend() == "cpu":
+        return 4096
+    # GPU and TPU: each kernel of a block is one launch, which must fill every core: the
+    # denoiser's (rows, d) x (d, K) product at d = 30, K = 512 has 4096 output tiles of
+    # 128 x 128 at 2^17 rows, about 30 per streaming multiprocessor of a 132-SM GPU, and a
+    # Heun step's few dozen launches of a few microseconds each are then small beside its
+    # ~16 GFLOP. The hidden activations, 2^17 x 512 x 4 bytes = 256 MiB (float32), fit
+    # any such device; a smaller batch is padded to one block, a few milliseconds a step.
+    return 2**17
 
 
 def num_starts(y0: Float[Array, "batch d"] | GaussianStarts) -> int:
@@ -40,7 +54,8 @@ def blockwise(
     at a time, each device taking whole blocks of its share of the rows.
 
     `y` must have a multiple of `block_size * jax.device_count()` rows, as
-    [`jaxflow.flows.map_chunks`][] provides. Outputs keep the leading row axis.
+    [`jaxflow.flows.map_chunks`][] provides. Outputs keep the leading row axis. Each
+    device runs `fn` on its own rows only (no collective), so `fn` must be row-wise.
     """
 
     def local(rows):

@@ -8,7 +8,7 @@ from jaxtyping import Array, Float
 
 from .._checks import check_finite
 from ..data import GaussianStarts
-from ._chunking import BLOCK_SIZE, blockwise, map_chunks
+from ._chunking import block_size, blockwise, map_chunks
 from ._heun import ExplicitHeun
 from ._solution import FlowSolution, RESULTS
 
@@ -120,7 +120,7 @@ def _solve_chunk(
 
     # Rows never interact, and each goes through kernels of one block shape, so any
     # chunking or device count gives bitwise the same rows.
-    return blockwise(jax.vmap(one), y0, BLOCK_SIZE)
+    return blockwise(jax.vmap(one), y0, block_size())
 
 
 def integrate(
@@ -158,7 +158,7 @@ def integrate(
         )
 
     ys, trajectory, result, num_steps = map_chunks(
-        solve, y0, chunk_size, block_size=BLOCK_SIZE, progress=progress, desc=desc
+        solve, y0, chunk_size, block_size=block_size(), progress=progress, desc=desc
     )
     solution = FlowSolution(
         ys=ys, ts=save_ts, trajectory=trajectory, result=result, num_steps=num_steps
