@@ -30,6 +30,26 @@ def batch_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("batch",))
 
 
+def pad(tree: PyTree) -> PyTree:
+    """`tree` with the leading axis of every array padded to a multiple of
+    [`device_count`][] by repeating its last row; trim the outputs back after."""
+    count = jax.tree.leaves(tree)[0].shape[0]
+    size = -(-count // device_count()) * device_count()
+    if size == count:
+        return tree
+    index = np.minimum(np.arange(size), count - 1)
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def local_rows(count: int) -> np.ndarray:
+    """The indices along a leading axis of `count` rows that [`shard`][] places on this
+    process's devices (every index in a single process)."""
+    if jax.process_count() == 1:
+        return np.arange(count)
+    index = NamedSharding(batch_mesh(), BATCH).addressable_devices_indices_map((count,))
+    return np.unique(np.concatenate([np.arange(count)[i] for i in index.values()]))
+
+
 def shard(tree: PyTree) -> PyTree:
     """Split the leading axis of every array of `tree` across every device.
 
@@ -41,6 +61,11 @@ def shard(tree: PyTree) -> PyTree:
     sharding = NamedSharding(batch_mesh(), BATCH)
 
     def place(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            # Keys have no host form: place their data, then wrap it back.
+            return jax.random.wrap_key_data(
+                place(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+            )
         if jax.process_count() == 1:
             return jax.device_put(x, sharding)
         host = np.asarray(x)

@@ -21,7 +21,7 @@ from .._checks import (
 from .._custom_types import Point, PRNGKey, Sigma
 from .._numerics import inf_norm
 from ..data import Dataset
-from ..flows import map_chunks
+from ..flows import block_size, blockwise, map_chunks
 from ._hyperbox import as_training_set
 from ._intervals import wilson_interval
 
@@ -131,7 +131,10 @@ def _drift(
         _, drift = lax.fori_loop(0, iterations, body, (start, jnp.zeros((), start.dtype)))
         return drift
 
-    return jax.vmap(one)(y0)
+    # Starts never interact: each device iterates whole blocks of its own rows, through
+    # kernels of one block shape, so the drifts are bitwise the same for any chunking and
+    # any device count.
+    return blockwise(jax.vmap(one), y0, block_size())
 
 
 def virtual_point_stability(
@@ -166,8 +169,9 @@ def virtual_point_stability(
 
     Subsets are listed on the host ($\binom{30}{4} = 27405$ starts is quick), so this
     function is called eagerly, not traced; all sizes run as one batch under one
-    compilation, `vmap`ped over starts with a `lax.fori_loop` over iterations. A new
-    `sigma` or `tol` does not recompile.
+    compilation, `vmap`ped over starts with a `lax.fori_loop` over iterations, the starts
+    split across every device ([`jaxflow.flows.map_chunks`][]) in blocks of
+    [`jaxflow.flows.block_size`][] rows. A new `sigma` or `tol` does not recompile.
 
     **Main arguments:**
 
@@ -187,7 +191,8 @@ def virtual_point_stability(
       sample of `max_subsets` distinct ones instead (needs `key`). Default: all.
     - `key`: PRNG key for that sample.
     - `chunk_size`: iterate at most this many starts at once (memory for wide trained
-      networks); the result does not depend on it. Default: one batch.
+      networks), rounded up to a multiple of the block size times the device count; the
+      result does not depend on it, bitwise. Default: one batch.
     - `confidence`: the Wilson intervals' confidence level. Default 0.95.
 
     **Returns:** a [`jaxflow.estimators.StabilityResult`][] with, per size, the number of
@@ -228,6 +233,7 @@ def virtual_point_stability(
         lambda chunk: _drift(denoiser, chunk, sigma, int(iterations)),
         jnp.asarray(starts, dtype),
         chunk_size,
+        block_size=block_size(),
     )
     drift = np.split(np.asarray(drift), np.cumsum([len(s) for s in subsets])[:-1])
     num_subsets = np.array([len(s) for s in subsets])

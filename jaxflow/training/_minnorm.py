@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_points, is_concrete
 from .._custom_types import PRNGKey
+from .._sharding import device_count, gather, local_rows, pad, per_device, shard
 from ..data import forward_ve
 from ..denoisers import PerLevelReLU, ShallowReLU
 from ._cache import cached_train, configuration
@@ -63,7 +64,7 @@ class MinNormTraining:
     - `level_map`: how the levels are mapped inside the one compiled program: `"map"`
       (`jax.lax.map`, one level after another), `"vmap"` (all at once), or `"auto"`
       (default): `"map"` on CPU, where each level already keeps the cores busy, else
-      `"vmap"`.
+      `"vmap"`. With several devices each maps its own share of the levels.
     """
 
     method: str = "augmented_lagrangian"
@@ -240,14 +241,19 @@ class _TrainingBar:
         self.cfg = cfg
         self.shown = np.zeros(len(self.sigmas), np.int64)
         self.lock = threading.Lock()
-        self.bar = tqdm(total=len(self.sigmas) * cfg.steps, desc="training", unit="step")
+        # The levels this process trains: all of them unless several processes share the
+        # levels, each showing its own.
+        levels = len(self.sigmas)
+        mine = np.sum(local_rows(-(-levels // device_count()) * device_count()) < levels)
+        self.bar = tqdm(total=int(mine) * cfg.steps, desc="training", unit="step")
 
     def report(self, level, i, residual, cost, stop):
         level, i = int(level), int(i)
         with self.lock:
             # Under vmap the body runs on for levels that have stopped; their reports are
-            # dropped. A level that stops early fills its share of the bar.
-            if self.shown[level] >= self.cfg.steps:
+            # dropped, as are those of the copies that pad the levels to the device count
+            # (level -1). A level that stops early fills its share of the bar.
+            if level < 0 or self.shown[level] >= self.cfg.steps:
                 return
             taken = (
                 self.cfg.steps
@@ -459,21 +465,36 @@ def _check_inputs(points, sigmas, copies, cfg):
     return points, sigmas, copies
 
 
-@eqx.filter_jit
 def _train_all(cfg, points, sigmas, copies, ref, sums, keys, progress=False):
-    def one(args):
-        sigma, y, key, *level = args
-        return _train_level(cfg, points, y, ref, sums, sigma, key, *level)
-
-    mapped = (sigmas, copies, keys)
+    """Every level in one compiled program, the levels split across every device (padded
+    to a multiple of their number by repeating the last level, then trimmed); returns
+    (networks, diagnostics, curves) with a leading level axis. With `progress`, each level
+    reports to the progress bar under its index."""
+    levels = sigmas.shape[0]
+    index = None
     if progress:
-        mapped += (jnp.arange(sigmas.shape[0]),)
+        index = np.arange(-(-levels // device_count()) * device_count())
+        index = jnp.asarray(np.where(index < levels, index, -1))
+    mapped = shard((*pad((sigmas, copies, keys)), index))
+    out = gather(_train_levels(cfg, points, ref, sums, mapped))
+    return jax.tree.map(lambda x: x[:levels], out)
+
+
+@eqx.filter_jit
+def _train_levels(cfg, points, ref, sums, mapped):
+    def one(args):
+        sigma, y, key, level = args
+        return _train_level(cfg, points, y, ref, sums, sigma, key, level)
+
     level_map = cfg.level_map
     if level_map == "auto":
         level_map = "map" if jax.default_backend() == "cpu" else "vmap"
     if level_map == "map":
-        return jax.lax.map(one, mapped)
-    return jax.vmap(one)(mapped)
+        run = lambda mapped: jax.lax.map(one, mapped)  # noqa: E731
+    else:
+        run = jax.vmap(one)
+    # Levels never interact: each device trains its own share, with no communication.
+    return per_device(run)(mapped)
 
 
 def train_min_norm(
@@ -498,7 +519,9 @@ def train_min_norm(
     by the augmented Lagrangian, or by weight decay (see
     [`jaxflow.training.MinNormTraining`][]). The levels are mapped inside one
     `jit`-compiled program (`jax.lax.map` on CPU, `jax.vmap` elsewhere), never by a
-    Python loop.
+    Python loop, and split across every device (`jax.devices()`, of every process after
+    `jax.distributed.initialize`), each training its own levels with no communication.
+    With `jax.lax.map` the networks are bitwise the same on any number of devices.
 
     **Main arguments:**
 
@@ -521,7 +544,8 @@ def train_min_norm(
     - `progress`: show a progress bar over the Adam steps of all levels, with the level,
       its current largest residual and its cost, updated once per outer iteration (every
       `config.inner_steps` steps) by a host callback from inside the compiled program.
-      The networks are bitwise the same with and without it. Default `False`.
+      The networks are bitwise the same with and without it. With several processes,
+      each shows the levels its own devices train. Default `False`.
 
     **Returns:** a [`jaxflow.training.MinNormFit`][]: the
     [`jaxflow.denoisers.PerLevelReLU`][] and its
