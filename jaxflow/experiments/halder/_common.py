@@ -1,12 +1,20 @@
 """What the presets of [H]'s linear one-step model share: the sampling distribution
-$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$, declared once, and the statistics over
-repetitions that their tables report."""
+$p = \\mathcal{N}(m\\mathbf{1}, s^2 I_d)$, declared once, the loop over repetitions across
+every device, and the statistics over repetitions that their tables report."""
 
 import dataclasses
+import functools
+import math
+from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
+from jaxtyping import PyTree
 
+from ..._sharding import device_count, gather, per_device, shard
+from ..._workarounds import map_lapack
 from ...data import Gaussian
 from .._params import at_least, param, positive
 from .._preset import AbstractPreset
@@ -63,3 +71,25 @@ def training_sizes(d: int, n_over_d: tuple[float, ...]) -> tuple[int, ...]:
     """The training-set sizes $n = \\operatorname{round}(f d)$ for each fraction $f$, at
     least 2 (the fit needs a centred point), sorted and without repeats."""
     return tuple(sorted({max(2, round(f * d)) for f in n_over_d}))
+
+
+def map_repetitions(body: Callable[..., PyTree], repetitions: int, *args) -> PyTree:
+    """`body(r, *args)` for every repetition `r < repetitions`, stacked on a leading axis.
+
+    The repetitions are split across every device of every process (`jaxflow._sharding`)
+    and gathered back: their count is rounded up to a multiple of the device count by
+    repeating the last one, then trimmed. On each device they run one at a time on XLA:CPU
+    (`jax.lax.map`: a LAPACK call batched by vmap can deadlock its thread pool) and
+    vmapped elsewhere. `args` (arrays, with the data of every repetition) reach every
+    device whole. `body` is part of the compiled program: pass the same function for the
+    same program.
+    """
+    size = math.ceil(repetitions / device_count()) * device_count()
+    index = np.minimum(np.arange(size), repetitions - 1).astype(np.int32)
+    out = gather(_map_repetitions(body, shard(jnp.asarray(index)), *args))
+    return jax.tree.map(lambda x: x[:repetitions], out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _map_repetitions(body, index, *args):
+    return per_device(lambda rows: map_lapack(lambda r: body(r, *args), rows))(index)

@@ -20,7 +20,13 @@ from ...training import fit_affine, wiener_affine
 from .. import _plotting as plot
 from .._params import at_least, param, positive
 from .._preset import Footprint, Tabulated
-from ._common import _AbstractLinearModel, rep_stats, rep_stats_fields, training_sizes
+from ._common import (
+    _AbstractLinearModel,
+    map_repetitions,
+    rep_stats,
+    rep_stats_fields,
+    training_sizes,
+)
 
 
 _DISTANCES = ("kl_qp", "kl_pq", "hellinger2")
@@ -72,7 +78,7 @@ class _Context:
     keys: jax.Array
     Ts: jax.Array
     lams: jax.Array
-    distances: object  # the jit-compiled (keys, Ts, lams, n) -> (G, R, conventions, 3)
+    distances: object  # (keys, Ts, lams, n) -> (G, R, conventions, 3), compiled once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +277,8 @@ class LinearDistanceVsN(_AbstractLinearModel):
 
 def _distance_fn(n_max: int, draws: int, fit: str, p: Gaussian):
     """Every distance for R repetitions and G (T, lambda) pairs at a training-set size n,
-    as one jit-compiled function returning shape (G, R, conventions, 3).
+    as a function compiled once returning shape (G, R, conventions, 3), the repetitions
+    split across every device.
 
     Training sets are drawn at size `n_max` and the first n points kept by a mask, so
     that every n shares one compilation and the sets are nested across n (common random
@@ -296,12 +303,16 @@ def _distance_fn(n_max: int, draws: int, fit: str, p: Gaussian):
             lambda cov: _distances(Gaussian(qs[0].mean, cov), p), jnp.stack([q.cov for q in qs])
         )
 
-    # Loops, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
+    # A loop, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
     # (see `jaxflow._workarounds`); unbatched calls cannot, and cost the same here.
-    def cell(keys, Ts, lams, n):
-        return jax.lax.map(lambda tl: jax.lax.map(lambda key: one(key, *tl, n), keys), (Ts, lams))
+    def repetition(r, keys, Ts, lams, n):
+        return jax.lax.map(lambda tl: one(keys[r], *tl, n), (Ts, lams))
 
-    return jax.jit(cell)
+    def cell(keys, Ts, lams, n):
+        out = map_repetitions(repetition, keys.shape[0], keys, Ts, lams, n)
+        return jnp.swapaxes(out, 0, 1)
+
+    return cell
 
 
 def _distances(q: Gaussian, p: Gaussian):

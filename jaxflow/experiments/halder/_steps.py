@@ -26,7 +26,13 @@ from ...training import fit_affine, wiener_piecewise_affine
 from .. import _plotting as plot
 from .._params import at_least, param, positive, unit_open
 from .._preset import Footprint, Tabulated
-from ._common import _AbstractLinearModel, rep_stats, rep_stats_fields, training_sizes
+from ._common import (
+    _AbstractLinearModel,
+    map_repetitions,
+    rep_stats,
+    rep_stats_fields,
+    training_sizes,
+)
 
 
 _DISTANCES = ("kl_qp", "kl_pq", "hellinger2")
@@ -51,7 +57,8 @@ class _Context:
     p: Gaussian
     keys: jax.Array
     grids: jax.Array
-    flow: object  # the jit-compiled (keys, n, grid, levels) -> (means, covs, distances)
+    flow: object  # (keys, n, grid, levels) -> (means, covs, distances), compiled once
+    relative: object  # (keys, n, means, covs) -> (positive, certain), compiled once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +246,7 @@ class LinearSteps(_AbstractLinearModel):
             keys=jr.split(jr.key(self.seed), self.repetitions),
             grids=jnp.asarray(self._grids(p.mean.dtype)),
             flow=_flow_fn(self, n_max, p),
+            relative=_relative_fn(self, n_max, p),
         )
 
     def compute(self, cell, context):
@@ -251,9 +259,8 @@ class LinearSteps(_AbstractLinearModel):
             distances.append(dist)
         out = {"distances": jnp.stack(distances)}
         if self.reference != "none":
-            relative = _relative_fn(self, n, max(self.sizes()), context.p)
-            out["positive"], out["certain"] = relative(
-                context.keys, jnp.stack(means, 1), jnp.stack(covs, 1)
+            out["positive"], out["certain"] = context.relative(
+                context.keys, n, jnp.stack(means, 1), jnp.stack(covs, 1)
             )
         return out
 
@@ -376,20 +383,21 @@ def _flow_fn(preset: LinearSteps, n_max: int, p: Gaussian):
         distances = jnp.stack([kl_divergence(q, p), kl_divergence(p, q), hellinger_squared(q, p)])
         return q.mean, q.cov, distances
 
-    # A loop, not vmap: a LAPACK call batched by vmap can deadlock XLA:CPU's thread pool
-    # (see `jaxflow._workarounds`).
-    return jax.jit(
-        lambda keys, n, grid, levels: jax.lax.map(lambda key: one(key, n, grid, levels), keys)
-    )
+    def repetition(r, keys, n, grid, levels):
+        return one(keys[r], n, grid, levels)
+
+    return lambda keys, *args: map_repetitions(repetition, keys.shape[0], keys, *args)
 
 
-def _relative_fn(preset: LinearSteps, n: int, n_max: int, p: Gaussian):
+def _relative_fn(preset: LinearSteps, n_max: int, p: Gaussian):
     """Whether Delta > 0 (and whether its sign is certain) for every repetition and
-    number of steps at one n, shape (R, S)."""
+    number of steps at a training-set size n (traced: the nested sets drawn at `n_max`,
+    masked), shape (R, S)."""
 
-    def one(key, means, covs):
+    def one(key, n, means, covs):
         k_data, _, k_ref = jr.split(key, 3)
-        train = KernelMixture(p.sample(n_max, key=k_data)[:n], preset.s)
+        mask = jnp.arange(n_max) < n
+        train = KernelMixture(p.sample(n_max, key=k_data), preset.s, mask=mask)
         if preset.reference == "sample":
             reference = KernelMixture(p.sample(preset.reference_size, key=k_ref), preset.s)
         else:
@@ -401,7 +409,10 @@ def _relative_fn(preset: LinearSteps, n: int, n_max: int, p: Gaussian):
 
         return jax.lax.map(per_steps, (means, covs))
 
-    return jax.jit(lambda keys, means, covs: jax.lax.map(lambda a: one(*a), (keys, means, covs)))
+    def repetition(r, keys, n, means, covs):
+        return one(keys[r], n, means[r], covs[r])
+
+    return lambda keys, *args: map_repetitions(repetition, keys.shape[0], keys, *args)
 
 
 def steps_figure(rows: list[dict]) -> Figure:

@@ -21,7 +21,13 @@ from ...training import fit_affine
 from .. import _plotting as plot
 from .._params import at_least, param, positive, show
 from .._preset import Footprint, Tabulated
-from ._common import _AbstractLinearModel, rep_stats, rep_stats_fields, training_sizes
+from ._common import (
+    _AbstractLinearModel,
+    map_repetitions,
+    rep_stats,
+    rep_stats_fields,
+    training_sizes,
+)
 from ._transition import (
     _AbstractTransition,
     CONVENTIONS,
@@ -44,8 +50,9 @@ _STYLES = {"exact": ("-", "o"), "reference": (":", "s")}
 
 @functools.cache
 def _distance_fn(ns: tuple[int, ...], d: int):
-    """KL(q || p) and H^2(q, p) for every repetition, size of `ns` and convention, as one
-    jit-compiled function of (x0, xt, m, s, T, lam), shapes (R, len(ns), 2).
+    """KL(q || p) and H^2(q, p) for every repetition, size of `ns` and convention, as a
+    function of (x0, xt, m, s, T, lam) compiled once, shapes (R, len(ns), 2), the
+    repetitions split across every device.
 
     `x0` and `xt` hold each repetition's training set of the largest size and its noisy
     copies; size n is fitted to their first n points (a mask), so the sets are nested
@@ -68,17 +75,14 @@ def _distance_fn(ns: tuple[int, ...], d: int):
         )
         return jnp.full(len(CONVENTIONS), kl), hellinger
 
-    @jax.jit
-    def cell(x0s, xts, m, s, T, lam):
+    def one(r, x0s, xts, m, s, T, lam):
         p = Gaussian.isotropic(d, mean=m, std=s, dtype=m.dtype)
         masks = jnp.arange(n_max)[None, :] < jnp.asarray(ns)[:, None]
-        # One repetition and size at a time: a batched LAPACK call can deadlock
-        # XLA:CPU's thread pool (see `jaxflow._workarounds`).
-        return jax.lax.map(
-            lambda data: jax.lax.map(lambda mask: fit(*data, mask, p, T, lam), masks), (x0s, xts)
-        )
+        # One size at a time: a batched LAPACK call can deadlock XLA:CPU's thread pool
+        # (see `jaxflow._workarounds`).
+        return jax.lax.map(lambda mask: fit(x0s[r], xts[r], mask, p, T, lam), masks)
 
-    return cell
+    return lambda x0s, *args: map_repetitions(one, x0s.shape[0], x0s, *args)
 
 
 @dataclasses.dataclass(frozen=True)
