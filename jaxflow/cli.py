@@ -250,7 +250,13 @@ def _join(arguments: dict) -> None:
     try:
         initialize_distributed(**arguments)
     except ValueError as e:
-        raise ConfigError(f"--distributed: {e}") from None
+        if arguments:  # checked already: a refusal of JAX's own
+            raise ConfigError(f"--coordinator {arguments['coordinator_address']}: {e}") from None
+        raise ConfigError(
+            "--distributed: JAX finds no cluster in this environment (it reads SLURM's srun, "
+            "Open MPI's mpirun, ...); start the command under one, or give --coordinator, "
+            "--num-processes and --process-id."
+        ) from None
 
 
 def _preset(args):

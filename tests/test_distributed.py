@@ -210,6 +210,19 @@ def test_a_sweep_refuses_the_distributed_options_naming_shards(capsys, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
+def test_distributed_outside_a_cluster_is_one_line_before_work(capsys, tmp_path, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "JAX_COORDINATOR")):
+            monkeypatch.delenv(name)
+    # As in a fresh process: JAX finds no cluster before it starts anything.
+    monkeypatch.setattr("jaxflow._distributed.backend_started", lambda: False)
+    assert main(["run", *FLOW, "--out", str(tmp_path / "out"), "--distributed"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("jaxflow: error: --distributed: JAX finds no cluster")
+    assert not jax.distributed.is_initialized() and not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "arguments, error, words",
     [
