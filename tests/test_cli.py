@@ -60,6 +60,20 @@ def test_help_of_every_command_exits_zero(capsys):
         assert name in out
 
 
+def test_run_help_documents_the_distributed_options_and_sweep_help_the_shards(capsys):
+    with pytest.raises(SystemExit, match="^0$"):
+        main(["run", "--help"])
+    run_help = capsys.readouterr().out
+    for option in ("--distributed", "--coordinator HOST:PORT", "--num-processes N"):
+        assert option in run_help
+    assert "--process-id I" in run_help and "process 0 alone" in run_help
+    with pytest.raises(SystemExit, match="^0$"):
+        main(["sweep", "--help"])
+    sweep_help = " ".join(capsys.readouterr().out.split())
+    assert "--distributed" not in sweep_help.replace("jaxflow run --distributed", "")
+    assert "--shard i/k" in sweep_help
+
+
 def test_an_unknown_key_is_one_line_naming_the_valid_keys(capsys):
     assert main(["run", "orthogonal-score-flow", "--set", "sigmaa=0.1"]) == 2
     line = _one_line_error(capsys.readouterr().err)
