@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.random as jr
@@ -84,23 +85,25 @@ def pair(tmp_path_factory):
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(folder), port, str(i)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(2)
-    ]
+    logs = [(folder / f"out{i}.txt", folder / f"err{i}.txt") for i in range(2)]
+    processes = []
+    for i, (out, err) in enumerate(logs):
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            command = [sys.executable, "-c", script, str(folder), port, str(i)]
+            processes.append(subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env))
     try:
-        outputs = [p.communicate(timeout=600) for p in processes]
+        deadline = time.monotonic() + 600
+        # A process that fails leaves the other waiting for it: stop both at once.
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            if any(p.poll() for p in processes):
+                break
+            time.sleep(0.1)
     finally:
-        for p in processes:  # a process left waiting for the other
+        for p in processes:
             if p.poll() is None:
                 p.kill()
-                p.wait()
+            p.wait()
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
     codes = [p.returncode for p in processes]
     assert codes == [0, 0], "\n".join(err[-3000:] for _, err in outputs)
     return folder, outputs
@@ -214,8 +217,9 @@ def test_distributed_outside_a_cluster_is_one_line_before_work(capsys, tmp_path,
     for name in list(os.environ):
         if name.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "JAX_COORDINATOR")):
             monkeypatch.delenv(name)
-    # As in a fresh process: JAX finds no cluster before it starts anything.
-    monkeypatch.setattr("jaxflow._distributed.backend_started", lambda: False)
+    # As in a fresh process (the tests have started JAX's backend): JAX looks for a cluster,
+    # finds none, and refuses before it starts anything.
+    monkeypatch.setattr("jax._src.xla_bridge.backends_are_initialized", lambda: False)
     assert main(["run", *FLOW, "--out", str(tmp_path / "out"), "--distributed"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
