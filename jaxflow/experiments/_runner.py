@@ -178,7 +178,9 @@ def run(preset: AbstractPreset, out: Path, *, progress: bool = True) -> Run | No
     In a run of several processes (see [`jaxflow.initialize_distributed`][]) every
     process calls `run` with the same preset; they compute every cell together, and
     process 0 alone checks, locks and writes `out` (which must be on a file system it
-    can write) and shows progress. The table is the one a single process writes.
+    can write), shows progress, and tabulates and draws (so a preset's `tabulate` and
+    `figures` must not call a computation split across processes). The table is the one
+    a single process writes.
 
     **Returns:** the finished [`jaxflow.experiments.Run`][]; `None` in the processes
     other than process 0.
