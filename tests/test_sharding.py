@@ -1,11 +1,13 @@
 """Every workload split across eight host devices (one process, `XLA_FLAGS=
 --xla_force_host_platform_device_count=8`) gives the numbers of one device: the probability
-flows of a closed form and of a network, the training of a per-level grid (three levels,
+flows of a closed form and of a network, the training of a per-level grid (four levels,
 padded to eight), the stability iterations and the flow of the trained per-level denoiser.
+Two processes on localhost (`jax.distributed`) give them too (slow).
 """
 
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +20,7 @@ import pytest
 from helpers import orthogonal_points
 from jaxflow.denoisers import MinNormOrthogonal, ShallowReLU
 from jaxflow.estimators import virtual_point_stability
-from jaxflow.flows import probability_flow
+from jaxflow.flows import Geometric, probability_flow
 from jaxflow.training import MinNormTraining, train_min_norm
 
 
@@ -37,17 +39,21 @@ def flows_workload() -> list[np.ndarray]:
     ]
 
 
-POINTS = np.eye(3)
-SIGMAS = np.array([0.2, 0.1, 0.05])
-CONFIG = MinNormTraining(width=8, copies=2, steps=200, inner_steps=100, level_map="map")
+# The grid of tests/test_training_minnorm.py::test_per_level_denoiser_on_grid_and_flow, so
+# that a session compiles the one-device programs once: four levels, padded to eight.
+POINTS = np.concatenate([np.zeros((1, 4)), np.eye(4)])
+CONFIG = MinNormTraining(width=8, copies=2, steps=100, inner_steps=100, level_map="map")
 
 
 def training_workload(progress: bool) -> list[np.ndarray]:
     """The leaves of a trained grid, its stability drifts and its flows (chunked and not)."""
-    fit = train_min_norm(POINTS, SIGMAS, CONFIG, key=jr.key(0), progress=progress)
+    sigmas = Geometric().grid(jnp.asarray(0.2), jnp.asarray(0.02), 3)
+    fit = train_min_norm(POINTS, sigmas, CONFIG, key=jr.key(0), progress=progress)
     den = fit.denoiser
-    stability = virtual_point_stability(den, POINTS, SIGMAS[-1], sizes=(1, 2, 3), iterations=5)
-    y0 = jnp.asarray(np.random.default_rng(1).standard_normal((21, 3)))
+    stability = virtual_point_stability(
+        den, POINTS, sigmas[-1], sizes=(1, 2, 3), iterations=5, simplex=True
+    )
+    y0 = jnp.asarray(np.random.default_rng(1).standard_normal((6, 4)))
     flows = [
         probability_flow(den, y0, solver="heun", chunk_size=chunk, **den.flow_options()).ys
         for chunk in (None, 5)
@@ -129,11 +135,64 @@ def test_eight_devices_give_single_device_flow_endpoints(eight_devices):
 def test_eight_devices_give_single_device_networks_drifts_and_flows(eight_devices):
     """Bitwise: each device maps its own levels, starts and rows through programs of the
     same shapes as one device, with no collective; the progress bar (shown there only)
-    changes nothing and counts only the three real levels."""
+    changes nothing and counts only the four real levels."""
     single = training_workload(progress=False)
     sharded = eight_devices.result("training")
     assert len(sharded) == len(single)
     for i, (a, b) in enumerate(zip(sharded, single)):
         np.testing.assert_array_equal(a, b, err_msg=f"leaf {i}")
-    # Three levels of 200 steps; the five copies padding them to eight devices are silent.
-    assert "600/600" in eight_devices.err
+    # Four levels of 100 steps; the four copies padding them to eight devices are silent.
+    assert "400/400" in eight_devices.err
+
+
+_TWO_PROCESSES = textwrap.dedent(
+    """
+    import sys
+    import jaxflow
+
+    jaxflow.initialize_distributed(f"127.0.0.1:{sys.argv[1]}", 2, int(sys.argv[2]))
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    jaxflow.configure_cpu_workarounds()
+    from test_sharding import training_workload
+
+    out = training_workload(progress=True)
+    if jax.process_index() == 0:
+        np.savez(sys.argv[3], *out)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_give_single_process_networks_drifts_and_flows(tmp_path):
+    """Each process trains its own two levels and shows them in its own progress bar;
+    both gather every level."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(pathlib.Path(__file__).parent))
+    out = tmp_path / "out.npz"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TWO_PROCESSES, port, str(i), str(out)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        errs = [p.communicate(timeout=600)[1] for p in processes]
+    finally:
+        for p in processes:  # one left waiting for the other
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(e[-3000:] for e in errs)
+    single = training_workload(progress=False)
+    with np.load(out) as saved:
+        for i, a in enumerate(single):
+            np.testing.assert_array_equal(saved[f"arr_{i}"], a, err_msg=f"leaf {i}")
+    assert all("200/200" in err for err in errs)
