@@ -117,7 +117,8 @@ def initialize_distributed(
 
 
 def is_process_0() -> bool:
-    """Whether this process is the one that reads and writes files (always, alone)."""
+    """Whether this is process 0, the one process of a run that reads and writes files
+    (true in a run of one process)."""
     return jax.process_index() == 0
 
 
