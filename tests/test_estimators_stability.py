@@ -120,11 +120,14 @@ def test_simplex_stability_matches_a_numpy_iteration_of_the_closed_form():
 
 
 def test_chunking_does_not_change_the_drifts():
-    points = jnp.eye(6)
+    # 1140 + 4845 starts: more than one block, so a small chunk size (rounded up to a
+    # block) iterates them in two chunks, the second one padded.
+    points = jnp.eye(20)
     denoiser = jf.EmpiricalOptimal(points)
-    whole = virtual_point_stability(denoiser, points, 0.3, sizes=(2, 3), iterations=5)
+    whole = virtual_point_stability(denoiser, points, 0.3, sizes=(3, 4), iterations=5)
+    assert sum(len(d) for d in whole.drift) > jf.flows.block_size()
     chunked = virtual_point_stability(
-        denoiser, points, 0.3, sizes=(2, 3), iterations=5, chunk_size=7
+        denoiser, points, 0.3, sizes=(3, 4), iterations=5, chunk_size=7
     )
     assert tree_equal(whole.drift, chunked.drift)
 
