@@ -95,7 +95,7 @@ def initialize_distributed(
             "cannot join other processes any more; call it first, before any JAX "
             "computation or device query."
         )
-    if jax.config.read("jax_cpu_collectives_implementation") is None:
+    if getattr(jax.config, "jax_cpu_collectives_implementation") is None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(
