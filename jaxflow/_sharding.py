@@ -30,11 +30,16 @@ def batch_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("batch",))
 
 
+def padded(count: int) -> int:
+    """`count` rounded up to a multiple of [`device_count`][]."""
+    return -(-count // device_count()) * device_count()
+
+
 def pad(tree: PyTree) -> PyTree:
-    """`tree` with the leading axis of every array padded to a multiple of
-    [`device_count`][] by repeating its last row; trim the outputs back after."""
+    """`tree` with the leading axis of every array padded to [`padded`][] rows by
+    repeating its last row; trim the outputs back after."""
     count = jax.tree.leaves(tree)[0].shape[0]
-    size = -(-count // device_count()) * device_count()
+    size = padded(count)
     if size == count:
         return tree
     index = np.minimum(np.arange(size), count - 1)

@@ -1,5 +1,5 @@
 """Probability flow and score flow on diffrax, batched over many starts, chunked with
-bounded memory and sharded across the local devices."""
+bounded memory and split across every device."""
 
 from ._affine import gaussian_probability_flow as gaussian_probability_flow
 from ._chunking import (

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import itertools
 import math
 import threading
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_points, is_concrete
 from .._custom_types import PRNGKey
-from .._sharding import device_count, gather, local_rows, pad, per_device, shard
+from .._sharding import gather, local_rows, pad, padded, per_device, shard
 from ..data import forward_ve
 from ..denoisers import PerLevelReLU, ShallowReLU
 from ._cache import cached_train, configuration
@@ -244,7 +245,7 @@ class _TrainingBar:
         # The levels this process trains: all of them unless several processes share the
         # levels, each showing its own.
         levels = len(self.sigmas)
-        mine = np.sum(local_rows(-(-levels // device_count()) * device_count()) < levels)
+        mine = np.sum(local_rows(padded(levels)) < levels)
         self.bar = tqdm(total=int(mine) * cfg.steps, desc="training", unit="step")
 
     def report(self, level, i, residual, cost, stop):
@@ -473,7 +474,7 @@ def _train_all(cfg, points, sigmas, copies, ref, sums, keys, progress=False):
     levels = sigmas.shape[0]
     index = None
     if progress:
-        index = np.arange(-(-levels // device_count()) * device_count())
+        index = np.arange(padded(levels))
         index = jnp.asarray(np.where(index < levels, index, -1))
     mapped = shard((*pad((sigmas, copies, keys)), index))
     out = gather(_train_levels(cfg, points, ref, sums, mapped))
@@ -489,10 +490,7 @@ def _train_levels(cfg, points, ref, sums, mapped):
     level_map = cfg.level_map
     if level_map == "auto":
         level_map = "map" if jax.default_backend() == "cpu" else "vmap"
-    if level_map == "map":
-        run = lambda mapped: jax.lax.map(one, mapped)  # noqa: E731
-    else:
-        run = jax.vmap(one)
+    run = functools.partial(jax.lax.map, one) if level_map == "map" else jax.vmap(one)
     # Levels never interact: each device trains its own share, with no communication.
     return per_device(run)(mapped)
 
