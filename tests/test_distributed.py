@@ -49,6 +49,8 @@ _SCRIPT = textwrap.dedent(
     folder, port, process = sys.argv[1], sys.argv[2], sys.argv[3]
     flow, sweep = {flow!r}, {sweep!r}
     jaxflow.configure_cpu_workarounds()
+    # No CPU collectives chosen (older JAX's default): joining must select gloo's.
+    jax.config.update("jax_cpu_collectives_implementation", None)
     # Each process names a folder of its own: only process 0's may be written.
     distributed = ["--coordinator", f"127.0.0.1:{{port}}", "--num-processes", "2"]
     out = ["--out", f"{{folder}}/flow{{process}}"]
