@@ -72,7 +72,8 @@ def _distributed_options(parser: argparse.ArgumentParser, *, shown: bool = True)
     what = lambda text: text if shown else argparse.SUPPRESS
     about = textwrap.fill(
         "One run across several processes (jax.distributed): start the same command in "
-        "every process (e.g. `srun -N 2 jaxflow run PRESET --distributed` on SLURM); "
+        "every process (e.g. `srun jaxflow run PRESET --distributed` on SLURM, one task per "
+        "GPU); "
         "together they compute every cell, each splitting its batch over every process's "
         "devices, and process 0 alone shows progress and writes --out (on a file system it "
         "can write). The table is the one a single process writes. See docs/scale-out.md.",
