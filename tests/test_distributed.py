@@ -24,8 +24,8 @@ from jaxflow.cli import main
 from jaxflow.studies import relative_distance_sweep
 
 
-# A small probability-flow run: one block of starts and a padded one, no trajectories
-# (a second flow program to compile).
+# A small probability-flow run: one block of starts and a padded one, and no sample
+# trajectories (they would compile a second flow program).
 FLOW = [
     "orthogonal-probability-flow",
     *("--set", "d=4", "--set", "n=3", "--set", "num_starts=300", "--set", "chunk_size=160"),
