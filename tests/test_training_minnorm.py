@@ -163,11 +163,15 @@ def test_cache_round_trip_retrain_and_truncation(tmp_path):
         train_min_norm(points, SIGMAS, SMALL, key=jr.key(4), cache=tmp_path)
 
 
-def test_per_level_denoiser_on_grid_and_flow():
+@pytest.fixture(scope="module")
+def per_level():
     sigmas = jf.flows.Geometric().grid(jnp.asarray(0.2), jnp.asarray(0.02), 3)
     cfg = MinNormTraining(width=8, copies=2, steps=100, inner_steps=100)
-    fit = train_min_norm(_small_points(), sigmas, cfg, key=jr.key(0))
-    den = fit.denoiser
+    return sigmas, train_min_norm(_small_points(), sigmas, cfg, key=jr.key(0)).denoiser
+
+
+def test_per_level_denoiser_on_grid_and_flow(per_level):
+    sigmas, den = per_level
     y0 = jnp.asarray(np.random.default_rng(1).standard_normal((6, 4)))
     # Each level uses its own network.
     for level in range(4):
@@ -194,6 +198,17 @@ def test_per_level_denoiser_on_grid_and_flow():
         eqx.filter_jit(lambda d, y, s: d(y, s))(den, y0[0], jnp.asarray(0.1))
     with pytest.raises(eqx.EquinoxRuntimeError, match="`sigma`"):
         jf.flows.probability_flow(den, y0, sigma_max=sigmas[0], sigma_min=sigmas[-1], steps=5)
+
+
+def test_per_level_flow_endpoints_do_not_depend_on_the_chunking(per_level):
+    # More starts than one block: a small chunk size (rounded up to a block) solves them
+    # in two chunks, the second one padded.
+    _, den = per_level
+    y0 = jnp.asarray(np.random.default_rng(2).standard_normal((jf.flows.block_size() + 5, 4)))
+    flow = lambda chunk: (
+        jf.flows.probability_flow(den, y0, solver="heun", chunk_size=chunk, **den.flow_options()).ys
+    )
+    assert np.array_equal(np.asarray(flow(None)), np.asarray(flow(7)))
 
 
 @pytest.mark.parametrize(
