@@ -54,6 +54,7 @@ SCHEMA = pa.schema(
         pa.field("sigma", pa.float64()),
         pa.field("steps_taken", pa.int64()),
         pa.field("residual_train", pa.float64()),
+        pa.field("mse_train", pa.float64()),
         pa.field("residual_fresh", pa.float64()),
         pa.field("cost", pa.float64()),
         pa.field("cost_raw", pa.float64()),
@@ -141,7 +142,7 @@ def compute_variant(
     # grows with the draw: every variant is measured on the same fresh copies instead.
     targets = np.repeat(host, fresh.shape[2], axis=0)
     nan = np.full(levels, np.nan)
-    residual_fresh, distance_fresh = nan.copy(), nan.copy()
+    residual_fresh, distance_fresh, mse_train = nan.copy(), nan.copy(), nan.copy()
     cheaper_cost, cheaper_sums, cheaper_fresh = nan.copy(), nan.copy(), nan.copy()
     cheaper = None
     if data_set == "without-origin" and len(host) >= 2:
@@ -151,6 +152,11 @@ def compute_variant(
     closed_cost = np.asarray(diag.reference_cost, np.float64)
     for level in range(levels):
         net = fit.denoiser.network(level)
+        # What weight decay trades against the cost: the mean squared residual on the
+        # training copies, normalised as in the trainer's objective.
+        train = np.asarray(copies[level], np.float64)
+        r = evaluate(net, train.reshape(-1, host.shape[1])) - np.repeat(host, train.shape[1], 0)
+        mse_train[level] = np.mean(np.sum(r**2, axis=1))
         y = np.asarray(fresh[level], np.float64).reshape(-1, host.shape[1])
         h = evaluate(net, y)
         residual_fresh[level] = largest_distance(h, targets)
@@ -172,6 +178,7 @@ def compute_variant(
         "reference": np.asarray(diag.reference),
         "steps_taken": np.asarray(diag.steps),
         "residual_train": np.asarray(diag.residual_train),
+        "mse_train": mse_train,
         "residual_fresh": residual_fresh,
         "cost": np.asarray(diag.cost),
         "cost_raw": np.asarray(diag.cost_raw),
@@ -212,6 +219,7 @@ def variant_rows(
                 "sigma": float(sigma),
                 "steps_taken": int(cell["steps_taken"][level]),
                 "residual_train": float(cell["residual_train"][level]),
+                "mse_train": float(cell["mse_train"][level]),
                 "residual_fresh": float(cell["residual_fresh"][level]),
                 "cost": cost,
                 "cost_raw": float(cell["cost_raw"][level]),
