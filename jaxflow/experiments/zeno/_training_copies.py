@@ -339,8 +339,12 @@ class ZenoTrainingCopies(AbstractPreset):
                 x, y = series(name, sigma, key, True)
                 ax.plot(x, y, color=colour, **_ONLINE, **online)
 
+        ticks = sorted({r["copies"] for r in rows})
+
         def axis(ax, sigma, ylabel, log=True):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(m) for m in ticks])
+            ax.minorticks_off()
             if log:
                 ax.set_yscale("log")
             ax.set_xlabel("noisy copies per point $M$")
@@ -368,7 +372,9 @@ class ZenoTrainingCopies(AbstractPreset):
                 draw(ax, name, sigma, "cost", _TRAINED, _FILLED)
                 draw(ax, name, sigma, "closed_form_cost", _CLOSED)
                 draw(ax, name, sigma, "cheaper_cost", _CHEAPER)
-            axis(ax, sigma, r"cost $C$ (rebalanced)")
+            # Linear: M = 1 (an affine fit, cost ~0) would otherwise set the scale.
+            axis(ax, sigma, r"cost $C$ (rebalanced)", log=False)
+            ax.set_ylim(bottom=0)
             ax = axes[1, j]
             for name in names:
                 key = "cheaper_ratio" if name == "without-origin" else "cost_ratio"
