@@ -18,6 +18,10 @@ D(q, p_S) - D(q, p_O).
   too slow to run 1200 times: a few cells are timed and the sweep extrapolated from
   their mean (stated in the output).
 
+- compile time against the grid: the sweep compiles one program per configuration,
+  whose shapes depend on the largest n and not on the grid; the first call minus the
+  second (R = 2) for grids of 4, 8 and 16 sizes up to n = 100 must stay flat.
+
 Usage:
 
     python benchmarks/linear.py              # full: the whole JAX sweep twice, 2 NumPy cells
@@ -137,6 +141,44 @@ def jax_sweep(repetitions, arithmetic="exact", gram="float32"):
     )
 
 
+def grid_of(sizes: int) -> tuple[int, ...]:
+    """`sizes` training-set sizes evenly spaced up to the largest of `NS`."""
+    return tuple(round(max(NS) * (g + 1) / sizes) for g in range(sizes))
+
+
+def compile_times(grids=(4, 8, 16), repetitions=2):
+    """Compile and run time of the exact sweep per grid length: the first call (compiles
+    and runs) minus the second (runs), R = `repetitions` in one chunk."""
+    rows = []
+    for sizes in grids:
+        ns = grid_of(sizes)
+        sweep = lambda: jaxflow.studies.relative_distance_sweep(
+            ns,
+            key=jr.key(0),
+            d=D,
+            repetitions=repetitions,
+            reference_size=N_O,
+            m=M,
+            s=S,
+            T=T,
+            lam=LAM,
+            chunk_size=repetitions,
+        )
+        _, first = _timed(sweep)
+        _, run = _timed(sweep)
+        rows.append(
+            {
+                "grid": sizes,
+                "largest_n": max(ns),
+                "compile_s": max(first - run, 0.0),
+                "run_s": run,
+                "repetitions": repetitions,
+            }
+        )
+        print(f"grid of {sizes}: compile {first - run:.1f} s, run {run:.2f} s", flush=True)
+    return rows
+
+
 def _timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -163,6 +205,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--gram64", action="store_true", help="also time the sweep with a float64 Gram matrix"
     )
+    parser.add_argument(
+        "--compile-only", action="store_true", help="only the compile time against the grid"
+    )
     args = parser.parse_args(argv)
     repetitions = args.repetitions or (30 if args.quick else 300)
     numpy_cells = args.numpy_cells or (1 if args.quick else 2)
@@ -170,6 +215,29 @@ def main(argv=None) -> int:
     cells = repetitions * len(NS)
     info = machine()
     print(describe(info))
+    compiled = compile_times()
+    compile_columns = [
+        ("grid", "sizes in the grid", ""),
+        ("largest_n", "largest n", ""),
+        ("compile_s", "compile (s)", ".3g"),
+        ("run_s", f"run, R = {compiled[0]['repetitions']} (s)", ".3g"),
+    ]
+    compile_section = [
+        "## Compile time against the grid",
+        "The exact sweep (float32 Gram) at d = 100, N_O = 10^4: first call minus second. "
+        "One program per configuration, its shapes set by the largest n.",
+        markdown_table(compiled, compile_columns),
+    ]
+    if args.compile_only:
+        markdown = "\n\n".join(
+            [
+                "# Reference sweep of the relative distance (`benchmarks/linear.py`)",
+                f"Machine: {describe(info)}",
+                *compile_section,
+            ]
+        )
+        write_results("linear_compile", {"machine": info, "compile": compiled}, markdown)
+        return 0
 
     runs = {"jaxflow exact": ("exact", "float32")}
     if args.gram64:
@@ -266,6 +334,7 @@ def main(argv=None) -> int:
             markdown_table(rows, columns),
             f"Target (whole sweep, every term exact, < 60 s): "
             f"{'met' if target['sweep_under_60_s'] else 'not met'} ({exact:.1f} s).",
+            *compile_section,
             "## P(Delta > 0) reproduced",
             markdown_table(reproduced, p_columns),
         ]
@@ -280,6 +349,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "target": target,
         "reproduced": reproduced,
+        "compile": compiled,
     }
     write_results("linear", data, markdown)
     return 0
