@@ -229,12 +229,12 @@ class ZenoTrainingAblation(AbstractPreset):
         )
 
     def cells(self) -> tuple[Cell, ...]:
-        variants = (
-            [("augmented-lagrangian", 0.0)]
-            + [("weight-decay", lam) for lam in self.weight_decays]
-            + [("dropout", p) for p in self.dropouts]
+        variants: tuple[tuple[Method, float], ...] = (
+            ("augmented-lagrangian", 0.0),
+            *(("weight-decay", lam) for lam in self.weight_decays),
+            *(("dropout", p) for p in self.dropouts),
         )
-        return tuple((data_set, *v) for data_set in self.data_sets for v in variants)
+        return tuple((data_set, m, v) for data_set in self.data_sets for m, v in variants)
 
     def cell_name(self, cell: Cell) -> str:
         data_set, method, value = cell
@@ -243,7 +243,7 @@ class ZenoTrainingAblation(AbstractPreset):
     def training(self, cell: Cell) -> MinNormTraining:
         """The training settings of one variant."""
         _, method, value = cell
-        common = dict(
+        baseline = MinNormTraining(
             width=self.width,
             copies=self.copies,
             steps=self.steps,
@@ -251,8 +251,8 @@ class ZenoTrainingAblation(AbstractPreset):
             tol=self.tol,
         )
         if method == "weight-decay":
-            return MinNormTraining(method="weight_decay", weight_decay=value, **common)
-        return MinNormTraining(dropout=value, **common)
+            return dataclasses.replace(baseline, method="weight_decay", weight_decay=value)
+        return dataclasses.replace(baseline, dropout=value)
 
     def prepare(self, *, progress: bool) -> bool:
         return progress

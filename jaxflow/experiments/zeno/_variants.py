@@ -147,15 +147,15 @@ def compute_variant(
     cheaper = None
     if data_set == "without-origin" and len(host) >= 2:
         cheaper = CheaperInterpolant.fit(host, np.asarray(copies, np.float64))
-        sums = subset_sums(host, MOST)
+    sums = subset_sums(host, MOST)
     rho = np.asarray(diag.reference_rho, np.float64)
     closed_cost = np.asarray(diag.reference_cost, np.float64)
     for level in range(levels):
         net = fit.denoiser.network(level)
         # What weight decay trades against the cost: the mean squared residual on the
         # training copies, normalised as in the trainer's objective.
-        train = np.asarray(copies[level], np.float64)
-        r = evaluate(net, train.reshape(-1, host.shape[1])) - np.repeat(host, train.shape[1], 0)
+        own = np.asarray(copies[level], np.float64)
+        r = evaluate(net, own.reshape(-1, host.shape[1])) - np.repeat(host, own.shape[1], 0)
         mse_train[level] = np.mean(np.sum(r**2, axis=1))
         y = np.asarray(fresh[level], np.float64).reshape(-1, host.shape[1])
         h = evaluate(net, y)
