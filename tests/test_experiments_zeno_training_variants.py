@@ -7,14 +7,18 @@ the cells a changed list of variants reuses."""
 import dataclasses
 import math
 
+import jax
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from jaxflow.denoisers import MinNormOrthogonal
 from jaxflow.experiments import run
 from jaxflow.experiments._runner import compute_cells
 from jaxflow.experiments.zeno import ZenoTrainingAblation, ZenoTrainingCopies
 from jaxflow.experiments.zeno._trained import CheaperInterpolant
 from jaxflow.experiments.zeno._variants import nested_copies, variant_inputs
+from jaxflow.training import train_min_norm
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +126,37 @@ def test_a_changed_list_of_variants_reuses_the_finished_cells(
         kept = set(reused.resumed)
         same = [r for r in whole.table.to_pylist() if r["variant"] in kept]
         assert reused.table.to_pylist() == same
+
+
+def test_the_table_measures_the_trained_networks(ablation_run):
+    # One cell measured again here through the library's per-level denoiser and closed
+    # form (jax, not the preset's host-side evaluation), the stack loaded from the cache.
+    preset, result = ablation_run
+    cell = ("without-origin", "weight-decay", preset.weight_decays[0])
+    points, sigmas, copies, key, fresh = variant_inputs(
+        preset.seed,
+        "without-origin",
+        n=preset.n,
+        d=preset.d,
+        length=preset.length,
+        sigmas=preset.sigmas,
+        copies=preset.copies,
+        fresh=preset.fresh,
+        dtype=preset.dtype,
+    )
+    fit = train_min_norm(points, sigmas, preset.training(cell), key=key, copies=copies, cache=True)
+    rows = [r for r in result.table.to_pylist() if r["variant"] == preset.cell_name(cell)]
+    for level, (sigma, row) in enumerate(zip(sigmas, rows, strict=True)):
+        denoise = jax.vmap(lambda y: fit.denoiser(y, sigma))
+        own = np.asarray(copies[level])
+        r = np.asarray(denoise(jnp.asarray(own.reshape(-1, preset.d)))) - np.repeat(
+            points, preset.copies, axis=0
+        )
+        assert row["mse_train"] == pytest.approx(np.mean(np.sum(r**2, axis=1)), rel=1e-9)
+        y = jnp.asarray(fresh[level].reshape(-1, preset.d))
+        h = np.asarray(denoise(y))
+        target = np.repeat(points, preset.fresh, axis=0)
+        assert row["residual_fresh"] == pytest.approx(np.max(np.linalg.norm(h - target, axis=1)))
+        closed = MinNormOrthogonal(jnp.asarray(points), alpha=row["rho_hat"] / sigma)
+        ramps = np.asarray(jax.vmap(lambda y: closed(y, sigma))(y))
+        assert row["distance_fresh"] == pytest.approx(np.max(np.linalg.norm(h - ramps, axis=1)))
