@@ -362,7 +362,8 @@ def relative_distance_sweep(
 
     Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
     conventions): about 45 s on 2 CPU cores, most of it the reference sample's
-    $O(N_O^2 d)$ pairwise term, plus some 3 s of compilation (`benchmarks/linear.py`).
+    $O(N_O^2 d)$ pairwise term, plus about 5 s of compilation, the same for a grid of 4,
+    8 or 16 sizes (`benchmarks/linear.py`).
 
     **Main arguments:**
 
