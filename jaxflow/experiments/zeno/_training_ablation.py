@@ -72,9 +72,9 @@ class ZenoTrainingAblation(AbstractPreset):
     $p \in \{0.1, 0.2, 0.4\}$, 32 fresh copies per point, float64
     (docs/conventions.md#zeno-training-ablation). Measured on the 2-core CPU: 79 s of
     CPU time, 113 s of wall time with other jobs on the cores (load average 3-5), every
-    cell trained; 7-23 s per cell, dropout the slowest (a random mask at every step). The
-    augmented Lagrangian is the same training as
-    `zeno-training-copies`' $M = 8$ cell and loads from the cache after either.
+    cell trained; 7-23 s per cell, dropout the slowest (a random mask at every step).
+    The augmented Lagrangian is the same training as `zeno-training-copies`' $M = 8$
+    cell and loads from the cache after either.
 
     *Measured at the defaults*: the cost falls with $\lambda$ from the augmented
     Lagrangian's (19.5, 16.8, 14.5 at the three levels) to 17.4, 11.9, 7.5 at
