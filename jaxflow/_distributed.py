@@ -122,6 +122,14 @@ def is_process_0() -> bool:
     return jax.process_index() == 0
 
 
+def in_every_process(flag: bool) -> bool:
+    """Whether `flag` holds in every process of the run (each passes its own; every
+    process must call this at the same point). With one process, `flag`."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
 def _broadcast_bytes(payload: bytes) -> bytes:
     # The length first, so that the others know the shape; padded to a power of two so
     # that few shapes compile.

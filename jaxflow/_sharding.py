@@ -71,7 +71,9 @@ def shard(tree: PyTree) -> PyTree:
             return jax.random.wrap_key_data(
                 place(jax.random.key_data(x)), impl=jax.random.key_impl(x)
             )
-        if jax.process_count() == 1:
+        if jax.process_count() == 1 or isinstance(x, jax.core.Tracer):
+            # A tracer (the shapes of a program, e.g. under `eval_shape`) has no host
+            # value; placing it only annotates the program.
             return jax.device_put(x, sharding)
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
@@ -83,7 +85,14 @@ def gather(tree: PyTree) -> PyTree:
     """Every row of the sharded arrays of `tree`, in every process (a no-op in one)."""
     if jax.process_count() == 1:
         return tree
-    return jax.tree.map(jnp.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+    def every_row(x):
+        # A traced array already has the global shape; only values are exchanged.
+        if isinstance(x, jax.core.Tracer):
+            return x
+        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(every_row, tree)
 
 
 def per_device(fn: Callable[[PyTree], PyTree]) -> Callable[[PyTree], PyTree]:

@@ -45,9 +45,13 @@ POINTS = np.concatenate([np.zeros((1, 4)), np.eye(4)])
 CONFIG = MinNormTraining(width=8, copies=2, steps=100, inner_steps=100, level_map="map")
 
 
+def grid_sigmas():
+    return Geometric().grid(jnp.asarray(0.2), jnp.asarray(0.02), 3)
+
+
 def training_workload(progress: bool) -> list[np.ndarray]:
     """The leaves of a trained grid, its stability drifts and its flows (chunked and not)."""
-    sigmas = Geometric().grid(jnp.asarray(0.2), jnp.asarray(0.02), 3)
+    sigmas = grid_sigmas()
     fit = train_min_norm(POINTS, sigmas, CONFIG, key=jr.key(0), progress=progress)
     den = fit.denoiser
     stability = virtual_point_stability(
@@ -161,6 +165,16 @@ _TWO_PROCESSES = textwrap.dedent(
     out = training_workload(progress=True)
     if jax.process_index() == 0:
         np.savez(sys.argv[3], *out)
+
+    # Process 0's cache folder holds the stack, process 1's does not: both train.
+    import jax.random as jr
+    import jax.tree_util as jtu
+    from test_sharding import CONFIG, POINTS, grid_sigmas
+    from jaxflow.training import train_min_norm
+
+    cache = f"{sys.argv[4]}{jax.process_index()}"
+    fit = train_min_norm(POINTS, grid_sigmas(), CONFIG, key=jr.key(0), cache=cache)
+    np.savez(f"{sys.argv[4]}{jax.process_index()}.npz", *jtu.tree_leaves(fit))
     """
 )
 
@@ -168,7 +182,10 @@ _TWO_PROCESSES = textwrap.dedent(
 @pytest.mark.slow
 def test_two_processes_give_single_process_networks_drifts_and_flows(tmp_path):
     """Each process trains its own two levels and shows them in its own progress bar;
-    both gather every level."""
+    both gather every level. A stack cached for one process only is trained again by
+    both (none waits for the other) and written to each one's cache."""
+    cache = tmp_path / "cache"
+    cached = train_min_norm(POINTS, grid_sigmas(), CONFIG, key=jr.key(0), cache=f"{cache}0")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
@@ -176,7 +193,7 @@ def test_two_processes_give_single_process_networks_drifts_and_flows(tmp_path):
     out = tmp_path / "out.npz"
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _TWO_PROCESSES, port, str(i), str(out)],
+            [sys.executable, "-c", _TWO_PROCESSES, port, str(i), str(out), str(cache)],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -196,3 +213,8 @@ def test_two_processes_give_single_process_networks_drifts_and_flows(tmp_path):
         for i, a in enumerate(single):
             np.testing.assert_array_equal(saved[f"arr_{i}"], a, err_msg=f"leaf {i}")
     assert all("200/200" in err for err in errs)
+    for i in range(2):
+        assert len(list(pathlib.Path(f"{cache}{i}").glob("*.eqx"))) == 1
+        with np.load(f"{cache}{i}.npz") as saved:
+            for j, a in enumerate(jtu.tree_leaves(cached)):
+                np.testing.assert_array_equal(saved[f"arr_{j}"], a, err_msg=f"leaf {j}")

@@ -9,6 +9,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from .._distributed import in_every_process
 from .._files import write_atomic
 
 
@@ -90,12 +91,18 @@ def _load(stem: Path, digest: str, like):
 def cached_train(record: dict, digest: str, cache, *, like, train):
     """The stack of configuration `record` (hash `digest`) from the cache folder `cache`
     (`True`: the default one), or `train()`'s, written there. `like` is the structure
-    to read back into."""
+    to read back into.
+
+    In a run of several processes each reads its own cache folder (one shared folder, or
+    one per host), and the stack is loaded only if every process has it: training splits
+    the levels over every process, so all train or none. Each then writes the trained
+    stack (bitwise the same in every process) to its folder.
+    """
     folder = default_cache_dir() if cache is True else Path(cache)
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / digest
     fit, problem = _load(stem, digest, like)
-    if fit is not None:
+    if in_every_process(fit is not None):
         return fit
     if problem is not None:
         warnings.warn(
