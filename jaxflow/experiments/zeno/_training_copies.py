@@ -80,9 +80,10 @@ class ZenoTrainingCopies(AbstractPreset):
     the closed form's range, $2\hat\rho < L$, for every $M$), $K = 64$,
     $M \in \{1, 2, 4, 8, 16, 32\}$ and online with $M = 8$ per step, at most 40 000 Adam
     steps per level (the library's training settings), 32 fresh copies per point,
-    float64; both data sets. Measured on the 2-core CPU: 123 s of CPU time for the 14
-    cells (8 minutes of wall time while other jobs held the cores); a second run loads
-    every cell from the training cache in about 20 s.
+    float64; both data sets. Measured on the 2-core CPU: 120 s of CPU time for the 14
+    cells, 3 min 48 s of wall time with other jobs on the cores (load average 5-6), 8-29 s
+    per cell, the most copies and online the slowest; a second run loads every cell from
+    the training cache in about 20 s.
 
     *Measured at the defaults* (what comes out, not what the theory promises): without
     the origin the trained cost rises toward the cheaper interpolant's as $M$ grows, at
