@@ -175,8 +175,9 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     (`linear-steps`).
 
     Cost of the default run: about 45 s per arithmetic on 2 idle CPU cores, most of it
-    the reference sample's $O(N_O^2 d)$ pair term, plus some 10 s of compilation each;
-    the distances beyond $d$ add about 4 s.
+    the reference sample's $O(N_O^2 d)$ pair term, plus about 5 s of compilation each
+    (one program per arithmetic, whatever the grid); the distances beyond $d$ add about
+    4 s. The repetitions are split across every device.
     """
 
     name: ClassVar[str] = "linear-transition"
