@@ -222,3 +222,13 @@ def test_reference_arithmetic_on_eight_devices_matches_one_device_bitwise(tmp_pa
     options = OPTIONS | dict(arithmetic="reference")
     single = relative_distance_sweep(NS, key=jr.key(0), **options)
     _assert_same(_on_eight_devices(tmp_path, options), single)
+
+
+def test_padding_groups_pad_the_reference_grid_once_and_wide_grids_at_most_twofold():
+    from jaxflow.studies._relative_distance import _padding_groups
+
+    assert _padding_groups((25, 50, 75, 100), 10_000) == ((100, (25, 50, 75, 100)),)
+    sizes = (100, 200, 240, 300, 360, 400, 440, 600, 800, 1200, 2000, 3000, 4000)
+    groups = _padding_groups(sizes, 10_000)
+    assert tuple(n for _, group in groups for n in group) == sizes
+    assert all(rows == max(group) and 2 * min(group) > rows for rows, group in groups)

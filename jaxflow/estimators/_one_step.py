@@ -41,7 +41,7 @@ def _row(tree, i):
 
 def one_step_distances(
     qs: Gaussian,
-    x0s: Sequence[Float[Array, "_n d"]] | Float[Array, "grid n d"],
+    x0s: Sequence[Float[Array, "_n d"]] | Sequence[Float[Array, "_g _n d"]],
     reference: Float[ArrayLike, "N d"] | None,
     p: Gaussian,
     *,
@@ -50,7 +50,7 @@ def one_step_distances(
     arithmetic: str = "exact",
     gram_dtype=None,
     block_size: int = 1024,
-    masks: Bool[ArrayLike, "grid n"] | None = None,
+    masks: Sequence[Bool[ArrayLike, "_g _n"]] | None = None,
 ) -> tuple[RelativeDistance, Float[Array, "grid conventions"], Float[Array, "grid conventions"]]:
     r"""The relative distance $\Delta$ and the individual distances
     $\mathrm{KL}(q \,\|\, p)$ and $H^2(q, p)$ of many generated Gaussians at once, sharing
@@ -74,17 +74,19 @@ def one_step_distances(
     `jaxflow._workarounds.map_lapack`: `jax.vmap`, except on XLA:CPU, where a batched
     LAPACK call can deadlock and it loops with `jax.lax.map` instead.
 
-    With `masks`, the training sets are padded to one shape and the rows are computed
-    by one loop body (`jax.lax.map`), so the program's size does not grow with the grid;
-    the rank of every $q$ is then taken as $\min(n_{\max} - 1, d)$ (the extra
-    eigenvalues are zero to rounding).
+    With `masks`, the training sets come in groups padded to one shape each, and the rows
+    of a group are computed by one loop body (`jax.lax.map`), so the program's size grows
+    with the number of groups, not of rows; the rank of every $q$ of a group is then
+    taken as $\min(n_{\max} - 1, d)$, $n_{\max}$ its padded size (the extra eigenvalues
+    are zero to rounding).
 
     **Arguments:**
 
     - `qs`: the generated Gaussians, a [`jaxflow.data.Gaussian`][] with mean of shape
       `(grid, conventions, d)`; the columns of a row must share mean and spectrum.
     - `x0s`: the training sets, one per row, shapes `(n_g, d)` (sizes may differ), or
-      with `masks` one array of shape `(grid, n, d)`.
+      with `masks` the groups of padded training sets, arrays of shapes `(rows_k, n_k, d)`
+      (in the order of the rows of `qs`).
     - `reference`: the reference sample $O$, shape `(N_O, d)`, or `None` to compare
       against $p$ itself.
     - `p`: the sampling distribution, an isotropic [`jaxflow.data.Gaussian`][].
@@ -96,8 +98,8 @@ def one_step_distances(
       the working dtype. A float32 Gram matrix's rounding is bounded and reported in
       each $\Delta$'s `certain`.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
-    - `masks`: optional booleans of shape `(grid, n)`: row $g$'s training set is the
-      points of `x0s[g]` where `masks[g]` is `True` (the rest is padding).
+    - `masks`: optional booleans, one array of shape `(rows_k, n_k)` per group of `x0s`:
+      a training set is the points of its padded array where its mask is `True`.
 
     **Returns:** `(relative, kl, hellinger)`: a [`jaxflow.estimators.RelativeDistance`][]
     and two arrays, each of shape `(grid, conventions)`.
@@ -116,6 +118,10 @@ def one_step_distances(
     d = p.mean.shape[-1]
     if qs.mean.shape[-1] != d:
         raise ValueError(f"`qs` has dimension {qs.mean.shape[-1]} but `p` has dimension {d}.")
+    groups = None
+    if masks is not None:
+        groups = _check_groups(x0s, masks)
+        x0s = [x0 for group, _ in groups for x0 in group]
     for g, x0 in enumerate(x0s):
         check_points(x0, f"x0s[{g}]")
         if x0.shape[1] != d:
@@ -131,32 +137,46 @@ def one_step_distances(
         raise ValueError(
             f"`x0s` must hold one training set per row of `qs` ({grid}), got {len(x0s)}."
         )
-    if masks is not None:
-        x0s = jnp.stack(list(x0s)) if not isinstance(x0s, jax.Array) else x0s
-        masks = jnp.asarray(masks)
-        if masks.shape != x0s.shape[:2] or masks.dtype != jnp.bool_:
-            raise ValueError(
-                f"`masks` must be booleans of shape {x0s.shape[:2]}, one per point of `x0s`, "
-                f"got {masks.dtype} {masks.shape}."
-            )
-        for g in range(grid):
-            mask_weights(masks[g], x0s.shape[1], x0s.dtype, min_rows=2)
     rows = jax.tree.map(lambda x: x.reshape((grid, n_conv) + x.shape[2:]), qs)
     if arithmetic == "exact":
-        out = _exact(rows, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size)
+        out = _exact(rows, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size)
     else:
-        out = _reference(rows, x0s, masks, reference, p, s, bandwidth)
+        out = _reference(rows, x0s, groups, reference, p, s, bandwidth)
     return out
 
 
-def _over_rows(fn, rows, x0s, masks):
+def _check_groups(x0s, masks) -> list[tuple[Array, Array]]:
+    if len(x0s) != len(masks):
+        raise ValueError(
+            f"`masks` must hold one mask array per group of `x0s` ({len(x0s)}), got {len(masks)}."
+        )
+    groups = []
+    for k, (group, mask) in enumerate(zip(x0s, masks)):
+        group, mask = jnp.asarray(group), jnp.asarray(mask)
+        if group.ndim != 3 or mask.shape != group.shape[:2] or mask.dtype != jnp.bool_:
+            raise ValueError(
+                f"`masks[{k}]` must be booleans of shape (rows, n) for `x0s[{k}]` of shape "
+                f"(rows, n, d), got {mask.dtype} {mask.shape} for {group.shape}."
+            )
+        for g in range(group.shape[0]):
+            mask_weights(mask[g], group.shape[1], group.dtype, min_rows=2)
+        groups.append((group, mask))
+    return groups
+
+
+def _over_rows(fn, rows, x0s, groups):
     """`fn(row, x0, mask)` for every row of the grid, stacked: one loop body
-    (`jax.lax.map`) for padded training sets, else one trace per row (their shapes
-    differ)."""
-    if masks is not None:
-        return jax.lax.map(lambda args: fn(*args), (rows, x0s, masks))
-    outs = [fn(_row(rows, g), x0, None) for g, x0 in enumerate(x0s)]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    (`jax.lax.map`) per group of padded training sets, else one trace per row (their
+    shapes differ)."""
+    if groups is None:
+        outs = [fn(_row(rows, g), x0, None) for g, x0 in enumerate(x0s)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    outs, start = [], 0
+    for group, mask in groups:
+        part = _row(rows, slice(start, start + group.shape[0]))
+        outs.append(jax.lax.map(lambda args: fn(*args), (part, group, mask)))
+        start += group.shape[0]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
 
 def _flat(tree):
@@ -167,7 +187,7 @@ def _unflat(tree, grid: int):
     return jax.tree.map(lambda x: x.reshape((grid, -1) + x.shape[1:]), tree)
 
 
-def _exact(qs, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size):
+def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size):
     d = p.mean.shape[-1]
     dtype = p.mean.dtype
     grid, n_conv = qs.mean.shape[:2]
@@ -191,7 +211,7 @@ def _exact(qs, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size):
             crosses = log_cross_shared(spectra, [rank] * n_conv, reference, [ref.eps2] * n_conv)
             return tuple(jnp.stack(x) for x in zip(*crosses))
 
-        lse, eta = _over_rows(rotate, specs, x0s, masks)
+        lse, eta = _over_rows(rotate, specs, x0s, groups)
         ref_cross = (math.log(2.0) + lse - ref.log_count, eta)
 
     def train_terms(row, x0, mask):
@@ -208,7 +228,7 @@ def _exact(qs, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size):
             cross_eta,
         )
 
-    shared, shared_eta, cross, cross_eta = _over_rows(train_terms, specs, x0s, masks)
+    shared, shared_eta, cross, cross_eta = _over_rows(train_terms, specs, x0s, groups)
     log_terms = jnp.concatenate(
         [
             shared[..., :3],
@@ -231,7 +251,7 @@ def _exact(qs, x0s, masks, reference, p, s, bandwidth, gram_dtype, block_size):
     return rels, jnp.broadcast_to(kl[:, None], (grid, n_conv)), hellinger
 
 
-def _reference(qs, x0s, masks, reference, p, s, bandwidth):
+def _reference(qs, x0s, groups, reference, p, s, bandwidth):
     # The reference arithmetic is float32 throughout.
     f32 = jnp.float32
     d = p.mean.shape[-1]
@@ -245,7 +265,7 @@ def _reference(qs, x0s, masks, reference, p, s, bandwidth):
         cross = jnp.stack([reference_cross_term(_row(row, c), train) for c in range(n_conv)])
         return jnp.broadcast_to(self_term, (n_conv,)), cross
 
-    train_self, train_cross = _over_rows(train_terms, qs, x0s, masks)
+    train_self, train_cross = _over_rows(train_terms, qs, x0s, groups)
     if reference is None:
         ref_self, ref_cross = _unflat(
             map_lapack(lambda q: reference_gaussian_terms(q, p), flat), grid

@@ -143,10 +143,11 @@ class _Cells:
     gram_dtype: object
     block_size: int
 
-    def __call__(self, x0s, xts, masks, reference, model: _Model):
+    def __call__(self, groups, reference, model: _Model):
         """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p), from the
-        training sets `x0s` (grid, n, d), padded where `masks` (grid, n) says (`None`: no
-        padding), their noisy copies `xts` and the reference sample."""
+        groups `(x0s, xts, masks)` of training sets (rows, n, d), padded where `masks`
+        (rows, n) says, with their noisy copies, and the reference sample. One group with
+        `masks=None`: unpadded sets."""
         p = _p(model, self.d)
         T, lam = model.T, model.lam
         if self.arithmetic == "reference":
@@ -154,7 +155,7 @@ class _Cells:
             # are the same draws as the exact arithmetic's, so the two can be compared
             # cell by cell.
             f32 = jnp.float32
-            x0s, xts = x0s.astype(f32), xts.astype(f32)
+            groups = [(x0s.astype(f32), xts.astype(f32), masks) for x0s, xts, masks in groups]
             T, lam = T.astype(f32), lam.astype(f32)
 
         def generate(args):
@@ -167,11 +168,12 @@ class _Cells:
                 ]
             )
 
-        # One training set at a time: one loop body for the whole grid.
-        qs = jax.lax.map(generate, (x0s, xts, masks))
+        # One training set at a time: one loop body per group.
+        qs = _concatenate([jax.lax.map(generate, group) for group in groups])
+        padded = groups[0][2] is not None
         return one_step_distances(
             qs,
-            x0s,
+            [x0s for x0s, _, _ in groups] if padded else list(groups[0][0]),
             reference,
             p,
             s=model.s,
@@ -179,7 +181,7 @@ class _Cells:
             arithmetic=self.arithmetic,
             gram_dtype=self.gram_dtype,
             block_size=self.block_size,
-            masks=masks,
+            masks=[masks for _, _, masks in groups] if padded else None,
         )
 
 
@@ -187,29 +189,53 @@ def _stack(rows):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
 
 
-@eqx.filter_jit
-def _sweep_chunk(key, repetitions, sizes, model, cells: _Cells, *, rows, reference_size, draws):
-    """The cells of the repetitions `repetitions` (split across every device), for every
-    size of the grid `sizes` (traced). Every training set is padded to `rows` rows with a
-    mask and the grid is a loop inside the program, so its shapes depend on `rows` and
-    the length of the grid alone, not on its sizes."""
-    d, dtype = cells.d, model.m.dtype
-    masks = jnp.arange(rows)[None, :] < sizes[:, None]
+def _concatenate(parts):
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
-    def one(r):
-        key_rep = jr.fold_in(key, r)
+
+def _padding_groups(ns: tuple[int, ...], reference_size: int | None):
+    """The groups `(rows, sizes)` of the grid whose training sets share one padded shape
+    of `rows` rows (one loop body each): the whole grid padded to its largest size,
+    unless the padded sets' own $O(\text{rows}^2)$ pair terms would cost more than a
+    sixteenth of the reference sample's $O(N_O^2)$ one; then sizes within a factor 2 of
+    each other share one shape, so that padding at most doubles a set."""
+    if 16 * len(ns) * max(ns) ** 2 <= (reference_size or 0) ** 2:
+        return ((max(ns), ns),)
+    groups, rest = [], sorted(ns)
+    while rest:
+        top = rest[-1]
+        groups.append((top, tuple(n for n in rest if 2 * n > top)))
+        rest = [n for n in rest if 2 * n <= top]
+    return tuple(reversed(groups))
+
+
+@eqx.filter_jit
+def _sweep_chunk(key, repetitions, model, cells: _Cells, *, groups, reference_size, draws):
+    """The cells of the repetitions `repetitions` (split across every device), for every
+    size of the grid, in `groups` `(rows, sizes)` (`_padding_groups`). Every training set
+    of a group is padded to `rows` rows with a mask and the group is a loop inside the
+    program, so the program's shapes depend on the groups' `rows` and lengths alone."""
+    d, dtype = cells.d, model.m.dtype
+
+    def inputs(key_rep, rows, sizes):
+        sizes = jnp.asarray(sizes)
         x0s, xts = jax.lax.map(
             lambda n: _cell_inputs(
                 key_rep, n, rows, d, model.m, model.s, model.T, model.lam, draws, dtype
             ),
             sizes,
         )
+        return x0s, xts, jnp.arange(rows)[None, :] < sizes[:, None]
+
+    def one(r):
+        key_rep = jr.fold_in(key, r)
+        padded = [inputs(key_rep, rows, sizes) for rows, sizes in groups]
         reference = None
         if reference_size is not None:
             reference = _draw(
                 jr.fold_in(key_rep, _REFERENCE_TAG), reference_size, d, model.m, model.s, dtype
             )
-        return cells(x0s, xts, masks, reference, model)
+        return cells(padded, reference, model)
 
     # On XLA:CPU one repetition at a time (lax.map), for memory: each holds its reference
     # sample's pairwise blocks, and its heavy steps are matmuls of a thousand rows or
@@ -221,9 +247,11 @@ def _sweep_chunk(key, repetitions, sizes, model, cells: _Cells, *, rows, referen
 def _arrays_cells(x0, xt, reference, model, cells: _Cells):
     # One repetition at a time, as in `_sweep_chunk`.
     if reference is None:
-        return jax.lax.map(lambda ab: cells(ab[0][None], ab[1][None], None, None, model), (x0, xt))
+        return jax.lax.map(
+            lambda ab: cells([(ab[0][None], ab[1][None], None)], None, model), (x0, xt)
+        )
     return jax.lax.map(
-        lambda abc: cells(abc[0][None], abc[1][None], None, abc[2], model), (x0, xt, reference)
+        lambda abc: cells([(abc[0][None], abc[1][None], None)], abc[2], model), (x0, xt, reference)
     )
 
 
@@ -357,8 +385,12 @@ def relative_distance_sweep(
     Every training set is drawn padded to $\max n$ rows with a mask (its first $n$ rows
     are those of [`jaxflow.studies.sweep_inputs`][], bitwise) and the grid is a loop
     inside the program, so chunks compile once per configuration whatever the grid:
-    the program's shapes depend on $\max n$, $d$, $N_O$ and `draws` alone. Results are
-    the same on any number of devices and for any chunk size.
+    the program's shapes depend on $\max n$, $d$, $N_O$ and `draws` alone. Where the
+    padded sets' own pair terms would cost more than a sixteenth of the reference
+    sample's (a grid from $d/4$ to $10 d$, say), sizes within a factor 2 of each other
+    share a padded shape instead, one loop body per group. Results are the same on any
+    number of devices and for any chunk size, and differ from those of unpadded sets by
+    rounding alone.
 
     Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
     conventions): about 45 s on 2 CPU cores, most of it the reference sample's
@@ -424,8 +456,9 @@ def relative_distance_sweep(
     check_gram_dtype(gram_dtype)
     model = _model(m, s, T, lam, bandwidth)
     cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
-    grid = dict(rows=max(ns), reference_size=reference_size, draws=draws)
-    sizes = jnp.asarray(ns)
+    grid = dict(
+        groups=_padding_groups(ns, reference_size), reference_size=reference_size, draws=draws
+    )
     fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
     # A multiple of the device count, so that every device takes as many repetitions.
     size = math.ceil(min(chunk_size, repetitions) / device_count()) * device_count()
@@ -443,9 +476,7 @@ def relative_distance_sweep(
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)
             chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
-            out = gather(
-                _sweep_chunk(key, shard(jnp.asarray(chunk)), sizes, model, cells(gram), **grid)
-            )
+            out = gather(_sweep_chunk(key, shard(jnp.asarray(chunk)), model, cells(gram), **grid))
             pieces.append(jax.tree.map(lambda x: x[:keep], out))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
 
