@@ -70,23 +70,32 @@ def check_points_like(y: ArrayLike, d: int, name: str, *, batch: bool) -> Array:
     return y
 
 
-def mask_weights(mask: ArrayLike | None, n: int, dtype, *, min_rows: int = 1) -> Array:
+def mask_weights(
+    mask: ArrayLike | None,
+    n: int,
+    dtype,
+    *,
+    min_rows: int = 1,
+    name: str = "mask",
+    rows_of: str = "x0",
+) -> Array:
     """Row weights of a padded training set of `n` rows: 1 where `mask` keeps a row and 0
     for padding (all ones when `mask` is `None`). A concrete mask that keeps fewer than
-    `min_rows` rows is refused."""
+    `min_rows` rows is refused. `name` and `rows_of` name the mask and the array whose
+    rows it keeps in the messages."""
     if mask is None:
         return jnp.ones(n, dtype)
     mask = jnp.asarray(mask)
     if mask.shape != (n,):
         raise ValueError(
-            f"`mask` must have shape ({n},), one entry per row of `x0`, got {mask.shape}."
+            f"`{name}` must have shape ({n},), one entry per row of `{rows_of}`, got {mask.shape}."
         )
     if mask.dtype != jnp.bool_:
-        raise TypeError(f"`mask` must be booleans (True keeps a row), got dtype {mask.dtype}.")
+        raise TypeError(f"`{name}` must be booleans (True keeps a row), got dtype {mask.dtype}.")
     if is_concrete(mask) and int(np.sum(np.asarray(mask))) < min_rows:
         raise ValueError(
-            f"`mask` keeps {int(np.sum(np.asarray(mask)))} rows of `x0`; it must keep at "
-            f"least {min_rows}."
+            f"`{name}` keeps {int(np.sum(np.asarray(mask)))} rows of `{rows_of}`; it must keep "
+            f"at least {min_rows}."
         )
     return mask.astype(dtype)
 

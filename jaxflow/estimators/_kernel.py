@@ -69,7 +69,7 @@ class KernelMixture(eqx.Module):
         self.bandwidth = check_scalar(bandwidth, "bandwidth", points.dtype)
         check_all_positive(self.s, "s")
         check_all_positive(self.bandwidth, "bandwidth")
-        mask_weights(mask, points.shape[0], points.dtype)
+        mask_weights(mask, points.shape[0], points.dtype, rows_of="points")
         self.mask = None if mask is None else jnp.asarray(mask)
 
     @property

@@ -159,7 +159,14 @@ def _check_groups(x0s, masks) -> list[tuple[Array, Array]]:
                 f"(rows, n, d), got {mask.dtype} {mask.shape} for {group.shape}."
             )
         for g in range(group.shape[0]):
-            mask_weights(mask[g], group.shape[1], group.dtype, min_rows=2)
+            mask_weights(
+                mask[g],
+                group.shape[1],
+                group.dtype,
+                min_rows=2,
+                name=f"masks[{k}]",
+                rows_of=f"x0s[{k}][{g}]",
+            )
         groups.append((group, mask))
     return groups
 
