@@ -335,9 +335,11 @@ def _targets(out, runs, info) -> list[dict]:
             rows.append(
                 {
                     "benchmark": "linear",
-                    "target": "reference sweep (exact) < 60 s",
-                    "measured": f"{target['exact_sweep_s']:.1f} s",
-                    "met": "yes" if target["sweep_under_60_s"] else "no",
+                    "target": "reference sweep (exact, R = 300) < 60 s",
+                    "measured": f"{target['exact_sweep_s']:.1f} s at R = {linear['repetitions']}",
+                    "met": ("yes" if target["sweep_under_60_s"] else "no")
+                    if linear["repetitions"] == 300
+                    else "not measured (a smaller R)",
                 }
             )
         grids = linear.get("compile", [])
