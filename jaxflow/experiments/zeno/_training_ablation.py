@@ -13,9 +13,16 @@ from matplotlib.lines import Line2D
 from ...training import MinNormTraining
 from .. import _plotting as plot
 from .._params import at_least, param, positive, unit_open
-from .._preset import AbstractPreset, Arrays, Footprint, Tabulated
+from .._preset import Arrays, Footprint, Tabulated
 from ._trained import DataSet, MOST, training_footprint
-from ._variants import check_sigmas, compute_variant, SCHEMA, variant_inputs, variant_rows
+from ._variants import (
+    _AbstractVariants,
+    check_sigmas,
+    compute_variant,
+    SCHEMA,
+    variant_inputs,
+    variant_rows,
+)
 
 
 # A cell: a data set, a method and its strength ("augmented-lagrangian" has none).
@@ -30,7 +37,7 @@ _PANELS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class ZenoTrainingAblation(AbstractPreset):
+class ZenoTrainingAblation(_AbstractVariants):
     r"""The training ablations of [Z] (Section 6, its ablation of the training method;
     docs/models.md#trained-networks): the min-norm shallow ReLU denoisers of `zeno-training`
     on $N$ orthogonal points $x_n = L e_n$ (without the origin by default; `data_sets` adds
@@ -128,21 +135,10 @@ class ZenoTrainingAblation(AbstractPreset):
         {"data_sets", "weight_decays", "dropouts", "cache"}
     )
 
-    d: int = param(8, "dimension d of the space.", rule=at_least(1))
-    n: int = param(
-        8, "number N of orthogonal training points x_n = L e_n (N <= d).", rule=at_least(2)
-    )
-    length: float = param(1.0, "the length L of every training point.", rule=positive)
     data_sets: tuple[DataSet, ...] = param(
         ("without-origin",),
         "data sets: without-origin (the N points: the closed form is an upper bound) and/or "
         "with-origin ({0, x_1, ..., x_N}: the closed form is the minimum).",
-        distinct=True,
-    )
-    sigmas: tuple[float, ...] = param(
-        (0.1, 0.05, 0.025),
-        "the noise levels, decreasing, in the units of L (each variant trains all of them).",
-        rule=positive,
         distinct=True,
     )
     copies: int = param(8, "M, noisy copies of each training point per level.", rule=at_least(1))
@@ -161,28 +157,6 @@ class ZenoTrainingAblation(AbstractPreset):
         distinct=True,
         nonempty=False,
     )
-    width: int = param(64, "K, ReLU units of each network.", rule=at_least(1))
-    steps: int = param(40_000, "the most Adam steps per level.", rule=at_least(1))
-    inner_steps: int = param(
-        200,
-        "Adam steps between multiplier updates (and points of the training curves).",
-        rule=at_least(1),
-    )
-    tol: float = param(
-        1e-4,
-        "stop an augmented-Lagrangian level once its largest training residual is below this.",
-        rule=positive,
-    )
-    fresh: int = param(
-        32,
-        "fresh copies per point on which every variant is measured (residual, distances).",
-        rule=at_least(1),
-    )
-    cache: bool = param(
-        True,
-        "keep the trained stacks in the shared training cache and load them from there.",
-    )
-    dtype: Literal["float32", "float64"] = param("float64", "floating dtype of the training.")
 
     def check(self) -> None:
         if self.n > self.d:

@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 
 from ...training import MinNormTraining
 from .. import _plotting as plot
-from .._params import at_least, param, positive
-from .._preset import AbstractPreset, Arrays, Footprint, Tabulated
+from .._params import at_least, param
+from .._preset import Arrays, Footprint, Tabulated
 from ._trained import (
     DATA_SET_COLOURS,
     DATA_SET_LABELS,
@@ -24,6 +24,7 @@ from ._trained import (
     training_footprint,
 )
 from ._variants import (
+    _AbstractVariants,
     check_sigmas,
     compute_variant,
     SCHEMA,
@@ -44,7 +45,7 @@ _CHEAPER = dict(marker="v", ls="-.", ms=4, mfc="white")
 
 
 @dataclasses.dataclass(frozen=True)
-class ZenoTrainingCopies(AbstractPreset):
+class ZenoTrainingCopies(_AbstractVariants):
     r"""Trains the min-norm shallow ReLU denoisers of [Z] (Sections 2 and 6;
     docs/models.md#trained-networks) on $N$ orthogonal points $x_n = L e_n$ in $d$
     dimensions, without the origin (the closed form $h^*_\rho$ only bounds the minimum
@@ -151,21 +152,10 @@ class ZenoTrainingCopies(AbstractPreset):
         {"data_sets", "copies", "online", "cache"}
     )
 
-    d: int = param(8, "dimension d of the space.", rule=at_least(1))
-    n: int = param(
-        8, "number N of orthogonal training points x_n = L e_n (N <= d).", rule=at_least(2)
-    )
-    length: float = param(1.0, "the length L of every training point.", rule=positive)
     data_sets: tuple[DataSet, ...] = param(
         DATA_SETS,
         "data sets: with-origin ({0, x_1, ..., x_N}: the closed form is the minimum) and/or "
         "without-origin (the N points: it is an upper bound, a cheaper interpolant exists).",
-        distinct=True,
-    )
-    sigmas: tuple[float, ...] = param(
-        (0.1, 0.05, 0.025),
-        "the noise levels, decreasing, in the units of L (each variant trains all of them).",
-        rule=positive,
         distinct=True,
     )
     copies: tuple[int, ...] = param(
@@ -180,28 +170,6 @@ class ZenoTrainingCopies(AbstractPreset):
     online_copies: int = param(
         8, "M for online training: fresh copies per point at each step.", rule=at_least(1)
     )
-    width: int = param(64, "K, ReLU units of each network.", rule=at_least(1))
-    steps: int = param(40_000, "the most Adam steps per level.", rule=at_least(1))
-    inner_steps: int = param(
-        200,
-        "Adam steps between multiplier updates (and points of the training curves).",
-        rule=at_least(1),
-    )
-    tol: float = param(
-        1e-4,
-        "stop a level once its largest residual on the training copies is below this.",
-        rule=positive,
-    )
-    fresh: int = param(
-        32,
-        "fresh copies per point on which every variant is measured (residual, distances).",
-        rule=at_least(1),
-    )
-    cache: bool = param(
-        True,
-        "keep the trained stacks in the shared training cache and load them from there.",
-    )
-    dtype: Literal["float32", "float64"] = param("float64", "floating dtype of the training.")
 
     def check(self) -> None:
         if self.n > self.d:

@@ -3,9 +3,10 @@ call per variant (all its levels in one program), every variant on the same copi
 same points and from the same key, measured on the same fresh copies, and one table row
 per variant and level. Shared by `zeno-training-copies` and `zeno-training-ablation`."""
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,8 @@ import pyarrow as pa
 from ...data import forward_ve
 from ...denoisers import MinNormObtuseSimplex, MinNormOrthogonal
 from ...training import MinNormFit, MinNormTraining, train_min_norm
+from .._params import at_least, param, positive
+from .._preset import AbstractPreset
 from ._trained import (
     CheaperInterpolant,
     DATA_SETS,
@@ -27,6 +30,49 @@ from ._trained import (
     timed_train,
     training_points,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class _AbstractVariants(AbstractPreset):
+    """Presets that train variants of [Z]'s networks side by side on orthogonal points
+    $x_n = L e_n$ in $d$ dimensions, at the same noise levels, widths and step budgets,
+    each measured on the same fresh copies. The final presets add what varies (the
+    number of copies and online training; weight decay and dropout) and the data sets.
+    """
+
+    d: int = param(8, "dimension d of the space.", rule=at_least(1))
+    n: int = param(
+        8, "number N of orthogonal training points x_n = L e_n (N <= d).", rule=at_least(2)
+    )
+    length: float = param(1.0, "the length L of every training point.", rule=positive)
+    sigmas: tuple[float, ...] = param(
+        (0.1, 0.05, 0.025),
+        "the noise levels, decreasing, in the units of L (each variant trains all of them).",
+        rule=positive,
+        distinct=True,
+    )
+    width: int = param(64, "K, ReLU units of each network.", rule=at_least(1))
+    steps: int = param(40_000, "the most Adam steps per level.", rule=at_least(1))
+    inner_steps: int = param(
+        200,
+        "Adam steps between multiplier updates (and points of the training curves).",
+        rule=at_least(1),
+    )
+    tol: float = param(
+        1e-4,
+        "stop an augmented-Lagrangian level once its largest training residual is below this.",
+        rule=positive,
+    )
+    fresh: int = param(
+        32,
+        "fresh copies per point on which every variant is measured (residual, distances).",
+        rule=at_least(1),
+    )
+    cache: bool = param(
+        True,
+        "keep the trained stacks in the shared training cache and load them from there.",
+    )
+    dtype: Literal["float32", "float64"] = param("float64", "floating dtype of the training.")
 
 
 # What varies between variants, in every row.
