@@ -14,6 +14,7 @@ from typing import Literal
 import jax
 import numpy as np
 from jaxtyping import ArrayLike
+from matplotlib.lines import Line2D
 
 from ...data import orthogonal
 from ...denoisers import ShallowReLU
@@ -33,6 +34,18 @@ DATA_SET_LABELS = {
     "with-origin": "with the origin (closed form: the minimum)",
     "without-origin": "without the origin (closed form: an upper bound)",
 }
+# One style per kind of curve, shared by the curves and their legend entries: the
+# trained networks (and the closed form's distance at the subset sums), fresh copies, and
+# the two references.
+TRAINED = dict(marker="o", ls="-", ms=4)
+FRESH = dict(marker="s", ls="--", ms=3, mfc="none")
+CLOSED = dict(marker="D", ls="--", ms=4, mfc="white")
+CHEAPER = dict(marker="v", ls="-.", ms=4, mfc="white")
+
+
+def legend_entry(label: str, style: dict, **extra) -> Line2D:
+    """A grey legend entry for the curves drawn in `style` (any data set's colour)."""
+    return Line2D([], [], color="grey", label=label, **style, **extra)
 
 
 def training_points(data_set: DataSet, n: int, d: int, length: float, dtype: str) -> np.ndarray:
@@ -129,12 +142,14 @@ def timed_train(train: Callable[[], MinNormFit], cache: bool) -> tuple[MinNormFi
     return fit, seconds, from_cache
 
 
-def training_footprint(
-    *, n: int, d: int, width: int, copies: int, levels: int, steps: int, inner: int, item: int
-) -> tuple[int, int]:
-    """Bytes of one training call of `levels` levels on $n + 1$ points at most (the origin
-    included): (memory while training, the stored stack)."""
-    points, k = n + 1, width
+def training_footprint(preset, *, copies: int, levels: int) -> tuple[int, int]:
+    """Bytes of one training call of `preset`'s networks (its `n`, `d`, `width`, `steps`,
+    `inner_steps` and `dtype`) with `copies` copies per point at `levels` levels, on
+    $n + 1$ points at most (the origin included): (memory while training, the stored
+    stack)."""
+    n, d, k = preset.n, preset.d, preset.width
+    item = 4 if preset.dtype == "float32" else 8
+    points, steps, inner = n + 1, preset.steps, preset.inner_steps
     sums = sum(math.comb(n, j) for j in range(1, min(MOST, n) + 1))
     rows = points * copies
     params = k * (2 * d + 1) + d * d + d

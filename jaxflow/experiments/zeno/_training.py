@@ -23,16 +23,21 @@ from .._params import at_least, param, positive
 from .._preset import AbstractPreset, Arrays, Footprint, Tabulated
 from ._common import float_dtype
 from ._trained import (
+    CHEAPER,
     CheaperInterpolant,
+    CLOSED,
     DATA_SET_COLOURS,
     DATA_SET_LABELS,
     DATA_SETS,
     DataSet,
     evaluate,
+    FRESH,
     largest_distance,
+    legend_entry,
     MOST,
     subset_sums,
     timed_train,
+    TRAINED,
     training_footprint,
     training_points,
 )
@@ -252,16 +257,7 @@ class ZenoTraining(AbstractPreset):
         )
 
     def footprint(self) -> Footprint:
-        per_call, stored = training_footprint(
-            n=self.n,
-            d=self.d,
-            width=self.width,
-            copies=self.copies,
-            levels=self.levels,
-            steps=self.steps,
-            inner=self.inner_steps,
-            item=4 if self.dtype == "float32" else 8,
-        )
+        per_call, stored = training_footprint(self, copies=self.copies, levels=self.levels)
         return Footprint(
             memory=2 * per_call + len(self.data_sets) * stored,
             disk=4 * len(self.data_sets) * stored,
@@ -453,8 +449,8 @@ class ZenoTraining(AbstractPreset):
         ax = axes[0, 0]
         for name in names:
             sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
-            ax.plot(sigma, column(name, "residual_train"), "o-", color=colour, ms=4)
-            ax.plot(sigma, column(name, "residual_fresh"), "s--", color=colour, ms=3, mfc="none")
+            ax.plot(sigma, column(name, "residual_train"), color=colour, **TRAINED)
+            ax.plot(sigma, column(name, "residual_fresh"), color=colour, **FRESH)
             boundary(ax, name)
         ax.axhline(tol, color="black", ls="--", lw=1)
         ax.set_xscale("log")
@@ -466,10 +462,8 @@ class ZenoTraining(AbstractPreset):
             Line2D([], [], color=DATA_SET_COLOURS[n], lw=2, label=DATA_SET_LABELS[n]) for n in names
         ]
         handles += [
-            Line2D([], [], color="grey", marker="o", ms=4, label="training copies"),
-            Line2D(
-                [], [], color="grey", marker="s", ls="--", mfc="none", ms=3, label="fresh copies"
-            ),
+            legend_entry("training copies", TRAINED),
+            legend_entry("fresh copies", FRESH),
             Line2D([], [], color="black", ls="--", lw=1, label=f"tolerance {tol:g}"),
             Line2D(
                 [],
@@ -488,11 +482,11 @@ class ZenoTraining(AbstractPreset):
         ax = axes[0, 1]
         for name in names:
             sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
-            ax.plot(sigma, column(name, "cost"), "o-", color=colour, ms=4)
+            ax.plot(sigma, column(name, "cost"), color=colour, **TRAINED)
             ax.plot(sigma, column(name, "cost_raw"), ":", color=colour, lw=1)
-            ax.plot(sigma, column(name, "closed_form_cost"), "D--", color=colour, ms=4, mfc="white")
+            ax.plot(sigma, column(name, "closed_form_cost"), color=colour, **CLOSED)
             if np.isfinite(column(name, "cheaper_cost")).any():
-                ax.plot(sigma, column(name, "cheaper_cost"), "v-.", color=colour, ms=4, mfc="white")
+                ax.plot(sigma, column(name, "cheaper_cost"), color=colour, **CHEAPER)
             boundary(ax, name)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -500,39 +494,12 @@ class ZenoTraining(AbstractPreset):
         ax.set_ylabel(r"cost $C$")
         ax.set_title("Cost of the trained networks and of the references", fontsize=10)
         handles = [
-            Line2D(
-                [],
-                [],
-                color="grey",
-                marker="o",
-                ms=4,
-                label=r"trained, rebalanced $\sum_k |a_k||w_k|$",
-            ),
+            legend_entry(r"trained, rebalanced $\sum_k |a_k||w_k|$", TRAINED),
             Line2D([], [], color="grey", ls=":", label="trained, raw"),
-            Line2D(
-                [],
-                [],
-                color="grey",
-                marker="D",
-                ls="--",
-                mfc="white",
-                ms=4,
-                label=r"closed form at $\hat\rho$",
-            ),
+            legend_entry(r"closed form at $\hat\rho$", CLOSED),
         ]
         if "without-origin" in names:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color="grey",
-                    marker="v",
-                    ls="-.",
-                    mfc="white",
-                    ms=4,
-                    label="cheaper interpolant (no origin)",
-                )
-            )
+            handles.append(legend_entry("cheaper interpolant (no origin)", CHEAPER))
         ax.legend(handles=handles, ncols=2, **below)
         ax.grid(alpha=0.3)
         fig.suptitle(title, fontsize=10)
@@ -543,17 +510,10 @@ class ZenoTraining(AbstractPreset):
         ax = axes[0, 0]
         for name in names:
             sigma, colour = column(name, "sigma"), DATA_SET_COLOURS[name]
-            ax.plot(sigma, column(name, "distance_sums"), "o-", color=colour, ms=4)
-            ax.plot(sigma, column(name, "distance_fresh"), "s--", color=colour, ms=3, mfc="none")
+            ax.plot(sigma, column(name, "distance_sums"), color=colour, **TRAINED)
+            ax.plot(sigma, column(name, "distance_fresh"), color=colour, **FRESH)
             if np.isfinite(column(name, "cheaper_distance_sums")).any():
-                ax.plot(
-                    sigma,
-                    column(name, "cheaper_distance_sums"),
-                    "v-.",
-                    color=colour,
-                    ms=4,
-                    mfc="white",
-                )
+                ax.plot(sigma, column(name, "cheaper_distance_sums"), color=colour, **CHEAPER)
         ax.set_xscale("log")
         ax.set_xlabel(r"noise level $\sigma$ (where the closed form exists)")
         ax.set_ylabel(r"largest distance $|h(y) - \mathrm{reference}(y)|$")
@@ -561,37 +521,12 @@ class ZenoTraining(AbstractPreset):
             Line2D([], [], color=DATA_SET_COLOURS[n], lw=2, label=DATA_SET_LABELS[n]) for n in names
         ]
         handles += [
-            Line2D(
-                [],
-                [],
-                color="grey",
-                marker="o",
-                ms=4,
-                label=f"closed form, at the sums of 1-{MOST} points",
-            ),
-            Line2D(
-                [],
-                [],
-                color="grey",
-                marker="s",
-                ls="--",
-                mfc="none",
-                ms=3,
-                label="closed form, on fresh copies",
-            ),
+            legend_entry(f"closed form, at the sums of 1-{MOST} points", TRAINED),
+            legend_entry("closed form, on fresh copies", FRESH),
         ]
         if "without-origin" in names:
             handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color="grey",
-                    marker="v",
-                    ls="-.",
-                    mfc="white",
-                    ms=4,
-                    label=f"cheaper interpolant, at the sums of 1-{MOST} points",
-                )
+                legend_entry(f"cheaper interpolant, at the sums of 1-{MOST} points", CHEAPER)
             )
         ax.legend(handles=handles, fontsize=7, frameon=False)
         ax.set_ylim(bottom=0)

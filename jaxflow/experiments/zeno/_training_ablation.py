@@ -187,16 +187,7 @@ class ZenoTrainingAblation(_AbstractVariants):
         )
 
     def footprint(self) -> Footprint:
-        per_call, stored = training_footprint(
-            n=self.n,
-            d=self.d,
-            width=self.width,
-            copies=self.copies,
-            levels=len(self.sigmas),
-            steps=self.steps,
-            inner=self.inner_steps,
-            item=4 if self.dtype == "float32" else 8,
-        )
+        per_call, stored = training_footprint(self, copies=self.copies, levels=len(self.sigmas))
         cells = len(self.cells())
         return Footprint(
             memory=2 * per_call + cells * stored,

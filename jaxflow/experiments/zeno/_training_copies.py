@@ -16,11 +16,16 @@ from .. import _plotting as plot
 from .._params import at_least, param
 from .._preset import Arrays, Footprint, Tabulated
 from ._trained import (
+    CHEAPER,
+    CLOSED,
     DATA_SET_COLOURS,
     DATA_SET_LABELS,
     DATA_SETS,
     DataSet,
+    FRESH,
+    legend_entry,
     MOST,
+    TRAINED,
     training_footprint,
 )
 from ._variants import (
@@ -35,13 +40,9 @@ from ._variants import (
 
 # A cell: a data set and either M offline copies or "online".
 Variant = int | Literal["online"]
-_TRAINED = dict(marker="o", ls="-", ms=4)
 _ONLINE = dict(marker="*", ls="", ms=11)
 _FILLED, _HOLLOW = dict(mec="black", mew=0.5), dict(mfc="white")
-_FRESH = dict(marker="s", ls="--", ms=3, mfc="none")
-_CHEAPER_FRESH = dict(marker="^", ls=":", ms=3)
-_CLOSED = dict(marker="D", ls="--", ms=4, mfc="white")
-_CHEAPER = dict(marker="v", ls="-.", ms=4, mfc="white")
+CHEAPERFRESH = dict(marker="^", ls=":", ms=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,14 +200,7 @@ class ZenoTrainingCopies(_AbstractVariants):
 
     def footprint(self) -> Footprint:
         per_call, stored = training_footprint(
-            n=self.n,
-            d=self.d,
-            width=self.width,
-            copies=max(self.copies + (self.online_copies,)),
-            levels=len(self.sigmas),
-            steps=self.steps,
-            inner=self.inner_steps,
-            item=4 if self.dtype == "float32" else 8,
+            self, copies=max(self.copies + (self.online_copies,)), levels=len(self.sigmas)
         )
         cells = len(self.cells())
         return Footprint(
@@ -339,11 +333,8 @@ class ZenoTrainingCopies(_AbstractVariants):
                 Line2D([], [], color=DATA_SET_COLOURS[n], lw=2, label=DATA_SET_LABELS[n])
                 for n in names
             ]
-            handles += [Line2D([], [], color="grey", label=label, **s) for label, s in entries]
-            handles += [
-                Line2D([], [], color="grey", label=label, **_ONLINE, **fill)
-                for label, fill in online
-            ]
+            handles += [legend_entry(label, s) for label, s in entries]
+            handles += [legend_entry(label, _ONLINE, **fill) for label, fill in online]
             fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
 
         out = {}
@@ -351,25 +342,25 @@ class ZenoTrainingCopies(_AbstractVariants):
         for j, sigma in enumerate(sigmas):
             ax = axes[0, j]
             for name in names:
-                draw(ax, name, sigma, "cost", _TRAINED, _FILLED)
-                draw(ax, name, sigma, "closed_form_cost", _CLOSED)
-                draw(ax, name, sigma, "cheaper_cost", _CHEAPER)
+                draw(ax, name, sigma, "cost", TRAINED, _FILLED)
+                draw(ax, name, sigma, "closed_form_cost", CLOSED)
+                draw(ax, name, sigma, "cheaper_cost", CHEAPER)
             # Linear: M = 1 (an affine fit, cost ~0) would otherwise set the scale.
             axis(ax, sigma, r"cost $C$ (rebalanced)", log=False)
             ax.set_ylim(bottom=0)
             ax = axes[1, j]
             for name in names:
                 key = "cheaper_ratio" if name == "without-origin" else "cost_ratio"
-                draw(ax, name, sigma, key, _TRAINED, _FILLED)
+                draw(ax, name, sigma, key, TRAINED, _FILLED)
             ax.axhline(1.0, color="black", lw=1)
             ax.axhline(1.1, color="black", ls=":", lw=1)
             axis(ax, sigma, "trained cost / minimum's (or cheaper's)", log=False)
         legend(
             fig,
             [
-                ("trained", _TRAINED),
-                (r"closed form at $\hat\rho$", _CLOSED),
-                (r"cheaper interpolant at $\rho'$", _CHEAPER),
+                ("trained", TRAINED),
+                (r"closed form at $\hat\rho$", CLOSED),
+                (r"cheaper interpolant at $\rho'$", CHEAPER),
             ],
             [("online, M fresh copies per step", _FILLED)],
         )
@@ -384,19 +375,19 @@ class ZenoTrainingCopies(_AbstractVariants):
         for j, sigma in enumerate(sigmas):
             ax = axes[0, j]
             for name in names:
-                draw(ax, name, sigma, "distance_sums", _TRAINED, _FILLED)
-                draw(ax, name, sigma, "distance_fresh", _FRESH)
-                draw(ax, name, sigma, "cheaper_distance_sums", _CHEAPER, _HOLLOW)
-                draw(ax, name, sigma, "cheaper_distance_fresh", _CHEAPER_FRESH)
+                draw(ax, name, sigma, "distance_sums", TRAINED, _FILLED)
+                draw(ax, name, sigma, "distance_fresh", FRESH)
+                draw(ax, name, sigma, "cheaper_distance_sums", CHEAPER, _HOLLOW)
+                draw(ax, name, sigma, "cheaper_distance_fresh", CHEAPERFRESH)
             axis(ax, sigma, r"largest $|h(y) - \mathrm{reference}(y)|$", log=False)
             ax.set_ylim(bottom=0)
         legend(
             fig,
             [
-                (f"closed form, at the sums of 1-{MOST} points", _TRAINED),
-                ("closed form, on fresh copies", _FRESH),
-                (f"cheaper interpolant, at the sums of 1-{MOST} points", _CHEAPER),
-                ("cheaper interpolant, on fresh copies", _CHEAPER_FRESH),
+                (f"closed form, at the sums of 1-{MOST} points", TRAINED),
+                ("closed form, on fresh copies", FRESH),
+                (f"cheaper interpolant, at the sums of 1-{MOST} points", CHEAPER),
+                ("cheaper interpolant, on fresh copies", CHEAPERFRESH),
             ],
             [
                 ("online: closed form, at the sums", _FILLED),
@@ -414,14 +405,14 @@ class ZenoTrainingCopies(_AbstractVariants):
         for j, sigma in enumerate(sigmas):
             ax = axes[0, j]
             for name in names:
-                draw(ax, name, sigma, "residual_train", _TRAINED, _FILLED)
-                draw(ax, name, sigma, "residual_fresh", _FRESH, _HOLLOW)
+                draw(ax, name, sigma, "residual_train", TRAINED, _FILLED)
+                draw(ax, name, sigma, "residual_fresh", FRESH, _HOLLOW)
             axis(ax, sigma, r"largest residual $|h(y) - x_n|$")
         legend(
             fig,
             [
-                ("training copies", _TRAINED),
-                ("fresh copies", _FRESH),
+                ("training copies", TRAINED),
+                ("fresh copies", FRESH),
             ],
             [("online: training draw", _FILLED), ("online: fresh copies", _HOLLOW)],
         )
