@@ -1,5 +1,4 @@
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -22,7 +21,7 @@ from .._checks import (
     positive_scalars,
 )
 from .._custom_types import PRNGKey
-from .._sharding import device_count, gather, per_device, shard
+from .._sharding import gather, padded, per_device, shard
 from .._workarounds import map_lapack
 from ..data import forward_jump, Gaussian
 from ..estimators import (
@@ -461,7 +460,7 @@ def relative_distance_sweep(
     )
     fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
     # A multiple of the device count, so that every device takes as many repetitions.
-    size = math.ceil(min(chunk_size, repetitions) / device_count()) * device_count()
+    size = padded(min(chunk_size, repetitions))
 
     def run(indices, gram):
         pieces = []

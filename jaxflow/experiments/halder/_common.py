@@ -4,7 +4,6 @@ every device, and the statistics over repetitions that their tables report."""
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 
 import jax
@@ -13,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from jaxtyping import PyTree
 
-from ..._sharding import device_count, gather, per_device, shard
+from ..._sharding import gather, pad, per_device, shard
 from ..._workarounds import map_lapack
 from ...data import Gaussian
 from .._params import at_least, param, positive
@@ -84,8 +83,7 @@ def map_repetitions(body: Callable[..., PyTree], repetitions: int, *args) -> PyT
     device whole. `body` is part of the compiled program: pass the same function for the
     same program.
     """
-    size = math.ceil(repetitions / device_count()) * device_count()
-    index = np.minimum(np.arange(size), repetitions - 1).astype(np.int32)
+    index = pad(np.arange(repetitions, dtype=np.int32))
     out = gather(_map_repetitions(body, shard(jnp.asarray(index)), *args))
     return jax.tree.map(lambda x: x[:repetitions], out)
 
