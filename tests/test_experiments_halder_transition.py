@@ -113,7 +113,7 @@ def test_the_default_distance_sizes_lie_beyond_d():
     preset = LinearTransition()
     assert preset.grid() == (25, 50, 75, 100)
     assert preset.distance_sizes() == (110, 150, 200, 300, 500, 750, 1000)
-    assert [kind for _, kind in preset.cells()] == ["exact", "reference", "distances"]
+    assert [preset.cell_name(c) for c in preset.cells()] == ["d100_sweep", "d100_distances"]
 
 
 def test_the_distance_cell_draws_its_largest_size_as_the_sweep(tiny):
@@ -138,7 +138,7 @@ def test_changing_the_intervals_reuses_the_sweeps(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(LinearTransition, "compute", _stop)
         reused = run(changed, tmp_path / "out", progress=False)  # computes nothing
-    assert reused.resumed == ("d8_exact", "d8_distances")
+    assert reused.resumed == ("d8_sweep", "d8_distances")
     fresh = run(changed, tmp_path / "fresh", progress=False)
     np.testing.assert_equal(reused.table.to_pydict(), fresh.table.to_pydict())  # NaN too
     assert {r["confidence"] for r in fresh.table.to_pylist()} == {0.9}
@@ -167,7 +167,7 @@ def test_reference_per_d_and_a_dimension_reused_across_ds(tmp_path, monkeypatch)
     assert (preset.reference_size_at(4), preset.reference_size_at(8)) == (32, 64)
     # A dimension's cell does not depend on the other dimensions: the cell d = 8 that a
     # run over (4, 8) left is reused by a run over (8,) alone.
-    cell = (8, "exact")
+    cell = 8
     piece = {
         k: np.asarray(v) for k, v in preset.compute(cell, preset.prepare(progress=False)).items()
     }
@@ -175,7 +175,7 @@ def test_reference_per_d_and_a_dimension_reused_across_ds(tmp_path, monkeypatch)
     with monkeypatch.context() as patch:
         patch.setattr(LinearTransitionVsD, "compute", _stop)
         result = run(dataclasses.replace(preset, ds=(8,)), tmp_path / "out", progress=False)
-    assert result.resumed == ("d8_exact",)
+    assert result.resumed == ("d8",)
     assert {(r["d"], r["reference_size"]) for r in result.table.to_pylist()} == {(8, 64)}
     # The signs are the estimator's at N_O = 8 d, with the preset's key for that d.
     sweep = relative_distance_sweep(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -139,16 +140,18 @@ def test_validation():
 
 
 def test_uncertain_float32_signs_are_recomputed(monkeypatch):
-    import jaxflow.estimators._relative as relative_module
+    import jaxflow.estimators._kernel as kernel_module
 
-    log_pairs = relative_module.log_pairs
+    pair_sums = kernel_module._pair_sums
 
     def pessimistic(points, var, *, gram_dtype=None, **options):
-        lse, eta = log_pairs(points, var, gram_dtype=gram_dtype, **options)
+        sums = pair_sums(points, var, gram_dtype=gram_dtype, **options)
+        if gram_dtype is None or jnp.dtype(gram_dtype) == points.dtype:
+            return sums
         # A float32 Gram matrix claimed to be off by a factor e^100: no sign is certain.
-        return lse, eta if gram_dtype is None else jnp.zeros_like(eta) + 100.0
+        return eqx.tree_at(lambda s: s.log_error, sums, jnp.zeros_like(sums.log_error) + 100.0)
 
-    monkeypatch.setattr(relative_module, "log_pairs", pessimistic)
+    monkeypatch.setattr(kernel_module, "_pair_sums", pessimistic)
     # block_size=77 (no effect at these sizes) gives a fresh trace with the patch.
     options = dict(d=4, repetitions=3, reference_size=20, chunk_size=2, block_size=77)
     fast = relative_distance_sweep((5,), **options, key=jr.key(3))

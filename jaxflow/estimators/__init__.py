@@ -11,6 +11,7 @@ from ._endpoints import (
 from ._gaussian import (
     default_rtol as default_rtol,
     hellinger_squared as hellinger_squared,
+    isotropic_divergences as isotropic_divergences,
     kl_divergence as kl_divergence,
     kl_infinite_data as kl_infinite_data,
 )
@@ -24,6 +25,8 @@ from ._kernel import (
     KernelMixture as KernelMixture,
     l2_distance as l2_distance,
     log_l2_distance as log_l2_distance,
+    pair_sums as pair_sums,
+    PairSums as PairSums,
 )
 from ._one_step import one_step_distances as one_step_distances
 from ._reference import reference_hellinger_squared as reference_hellinger_squared

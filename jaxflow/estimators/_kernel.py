@@ -10,6 +10,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 from .._checks import (
     check_all_positive,
     check_gaussian,
+    check_gram_dtype,
+    check_int,
     check_points,
     check_scalar,
     check_tolerance,
@@ -17,7 +19,7 @@ from .._checks import (
 )
 from .._numerics import signed_logsumexp
 from ..data import Gaussian, masked_moments
-from ._gaussian import default_rtol
+from ._gaussian import Spectrum, spectrum
 
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -137,24 +139,6 @@ def check_same_d(q: Gaussian, *others: tuple[str, KernelMixture | Gaussian]) -> 
 # ---------------------------------------------------------------------------------------
 
 
-class Spectrum(eqx.Module):
-    """A Gaussian's mean and the eigendecomposition of its covariance, computed once:
-    $\\Sigma + \\varepsilon^2 I$ and $2\\Sigma$ share its eigenvectors."""
-
-    mean: Float[Array, " d"]
-    evals: Float[Array, " d"]
-    evecs: Float[Array, "d d"]
-    singular: Bool[Array, ""]
-
-
-def spectrum(q: Gaussian, rtol: float | None = None) -> Spectrum:
-    d = q.mean.shape[-1]
-    rtol = default_rtol(d, q.cov.dtype) if rtol is None else rtol
-    evals, evecs = jnp.linalg.eigh(0.5 * (q.cov + q.cov.T))
-    singular = evals[0] <= rtol * jnp.max(jnp.abs(evals))
-    return Spectrum(q.mean, jnp.clip(evals, 0.0), evecs, singular)
-
-
 def _unit(dtype) -> float:
     return float(jnp.finfo(dtype).eps) / 2
 
@@ -173,23 +157,40 @@ def log_cross(
     ($\sqrt d \gamma_d |y|^2 / w_{\min}$), of the sums over coordinates, and the backward
     error of the eigendecomposition ($d u \lambda_{\max}$ in each eigenvalue).
     """
+    d = spec.evals.shape[-1]
     y = points - spec.mean
-    z = jnp.matmul(y, spec.evecs, precision=lax.Precision.HIGHEST)
-    return _log_cross_from(spec.evals, z, jnp.sum(y * y, axis=-1), var, mask)
+    scaled = jnp.matmul(
+        y, spec.evecs * _quadratic_scale(spec.evals, d, var), precision=lax.Precision.HIGHEST
+    )
+    return _log_cross_from(spec.evals, scaled, jnp.sum(y * y, axis=-1), var, mask)
 
 
-def _log_cross_from(evals, z, y2, var, mask=None):
-    """The log-sum-exp of `log_cross` from the rotated points `z` on the top `r`
-    eigenvectors (the last `r` of `evals`) and the squared norms `y2`. With `r < d` the
-    other eigenvalues count as zero: the rest of $|y|^2$ lies in the kernel's $vI$.
-    Rows that `mask` drops count as absent (and in no maximum of the bound)."""
-    d, r = evals.shape[-1], z.shape[-1]
-    u = _unit(z.dtype)
+def _quadratic_scale(evals, r: int, var):
+    r"""The scale $s_k$ of the top `r` eigenvectors' coordinates $z_k$ such that the
+    quadratic form of $\Sigma + vI$ is $\sum_k s_k^2 z_k^2$ ($r = d$:
+    $s_k^2 = 1 / w_k$, $w_k = \lambda_k + v$) or $\lvert y \rvert^2 / v - \sum_k s_k^2 z_k^2$
+    ($r < d$, the other eigenvalues zero: $s_k^2 = 1/v - 1/w_k = \lambda_k / (v w_k)$,
+    formed without cancellation). Folded into the rotation's matrix, the form costs one
+    pass over the rotated points."""
+    d = evals.shape[-1]
+    top = evals[d - r :]
+    if r == d:
+        return 1.0 / jnp.sqrt(top + var)
+    return jnp.sqrt(top / (var * (top + var)))
+
+
+def _log_cross_from(evals, scaled, y2, var, mask=None):
+    """The log-sum-exp of `log_cross` from the rotated points on the top `r` eigenvectors
+    (the last `r` of `evals`), scaled by `_quadratic_scale`, and the squared norms `y2`.
+    With `r < d` the other eigenvalues count as zero: the rest of $|y|^2$ lies in the
+    kernel's $vI$. Rows that `mask` drops count as absent (and in no maximum of the
+    bound)."""
+    d, r = evals.shape[-1], scaled.shape[-1]
+    u = _unit(scaled.dtype)
     w = evals + var
-    top = w[d - r :]
-    quad = jnp.sum(z * z / top, axis=-1)
+    quad = jnp.sum(scaled * scaled, axis=-1)
     if r < d:
-        quad = quad + jnp.maximum(y2 - jnp.sum(z * z, axis=-1), 0.0) / var
+        quad = jnp.maximum(y2 / var - quad, 0.0)
     log_w = jnp.log(w)
     log_density = -0.5 * (d * _LOG_2PI + jnp.sum(log_w) + quad)
     if mask is not None:
@@ -222,38 +223,101 @@ def log_cross_shared(
     $\mathbb R^d$ the covariance $\Sigma + vI$ is $vI$, so the cost is
     $O(N d \sum_c r_c)$ rather than $O(N d^2)$ per Gaussian. $|x_i - \mu|^2$ comes from
     $|x_i - \bar x|^2 - 2 (x_i - \bar x) \cdot (\mu - \bar x) + |\mu - \bar x|^2$, which keeps
-    full relative accuracy on centred points.
+    full relative accuracy on centred points. Each quadratic form's weights are folded
+    into the rotation (`_quadratic_scale`), so that each costs one pass over its rotated
+    points.
     """
     centre = jnp.mean(points, axis=0)
     x = points - centre
     norms = jnp.sum(x * x, axis=-1)
-    tops = [spec.evecs[:, spec.evals.shape[-1] - r :] for spec, r in zip(spectra, ranks)]
+    tops = [
+        spec.evecs[:, spec.evals.shape[-1] - r :] * _quadratic_scale(spec.evals, r, var)
+        for spec, r, var in zip(spectra, ranks, variances)
+    ]
     shifts = jnp.stack([spec.mean - centre for spec in spectra])
     rotated = jnp.matmul(
         x, jnp.concatenate(tops + [shifts.T], axis=1), precision=lax.Precision.HIGHEST
     )
     out, start = [], 0
     for c, (spec, r, var) in enumerate(zip(spectra, ranks, variances)):
-        z = rotated[:, start : start + r] - shifts[c] @ tops[c]
+        scaled = rotated[:, start : start + r] - shifts[c] @ tops[c]
         start += r
         y2 = norms - 2 * rotated[:, -len(spectra) + c] + shifts[c] @ shifts[c]
-        out.append(_log_cross_from(spec.evals, z, y2, var))
+        out.append(_log_cross_from(spec.evals, scaled, y2, var))
     return out
 
 
+# The reference implementation summed its kernel self term over squares of this many
+# points (docs/conventions.md#reference-arithmetic). `log_pairs`' blocks are a whole number
+# of such squares, so that one pass over the pairs can serve both arithmetics.
+REFERENCE_BLOCK = 25
+# The reference adds its squares' sums into a float32 total of at least 1 (its first
+# square holds a diagonal term, e^0). A square of terms all below e^_NEGLIGIBLE sums to
+# under a quarter of the total's last place (2^-25 / 625 each), so rounds away exactly,
+# and a diagonal square of such terms sums to its count of ones.
+_NEGLIGIBLE = math.log(2.0**-25 / REFERENCE_BLOCK**2)
+
+
 def _block_layout(size: int, block_size: int) -> tuple[int, int]:
+    """`(blocks, b)`: `blocks` blocks of `b` rows cover `size` rows, `b` a multiple of
+    `REFERENCE_BLOCK` (at most `block_size + REFERENCE_BLOCK - 1`)."""
     blocks = max(1, math.ceil(size / block_size))
-    return blocks, math.ceil(size / blocks)
+    b = math.ceil(size / blocks)
+    return blocks, REFERENCE_BLOCK * math.ceil(b / REFERENCE_BLOCK)
 
 
-def log_pairs(
+class PairSums(eqx.Module):
+    r"""A sample's sums over pairs of points, $\sum_{i \ne j} \exp(-\lvert x_i - x_j
+    \rvert^2 / 4v)$, which do not depend on any $q$ (from
+    [`jaxflow.estimators.pair_sums`][]).
+
+    **Fields:**
+
+    - `log_sum`: the sum's log.
+    - `log_error`: the log of a bound on its relative rounding error.
+    - `squares`: `None`, or the float32 sums over every square of $25 \times 25$ points,
+      diagonal included, that the reference arithmetic adds up. Squares of a block
+      whose every off-diagonal term lies below $2^{-25} / 625$, too small to change the
+      reference's float32 total, hold their diagonal's count of ones alone.
+    """
+
+    log_sum: Float[Array, ""]
+    log_error: Float[Array, ""]
+    squares: Float[Array, "B B"] | None
+
+
+def pair_sums(
+    mix: KernelMixture, *, gram_dtype=None, block_size: int = 1024, reference_blocks: bool = False
+) -> PairSums:
+    r"""The pair sums of a kernel mixture's points at its kernel variance $v = \varepsilon^2$
+    ([`jaxflow.estimators.PairSums`][]): the $O(N^2 d)$ part of its self-overlap, for both
+    arithmetics at once with `reference_blocks`. Computed once, they can be passed to
+    [`jaxflow.estimators.one_step_distances`][] (`reference_pairs`), e.g. once per
+    reference sample for the exact and the reference arithmetic; `gram_dtype` and
+    `block_size` as there."""
+    mix = check_mixture(mix, "mix")
+    check_gram_dtype(gram_dtype)
+    check_int(block_size, "block_size", minimum=1)
+    points = mix.points
+    return _pair_sums(
+        points,
+        mix.eps2.astype(points.dtype),
+        mask=mix.mask,
+        gram_dtype=gram_dtype,
+        block_size=block_size,
+        reference_blocks=reference_blocks,
+    )
+
+
+def _pair_sums(
     points: Float[Array, "N d"],
     var: Float[Array, ""],
     *,
     mask: Bool[Array, " N"] | None = None,
     gram_dtype=None,
     block_size: int = 1024,
-):
+    reference_blocks: bool = False,
+) -> PairSums:
     r"""$\ln \sum_{i \ne j} \exp(-\lvert x_i - x_j \rvert^2 / 4v)$ over ordered pairs of
     the points that `mask` keeps (all by default), and a bound on its relative error.
 
@@ -274,29 +338,44 @@ def log_pairs(
     bound for a dot product of $d + 2$ terms, plus the rounding of the inputs and of
     the shift), so the returned bound is $\operatorname{expm1}(e_{\max})$ plus the
     rounding of the sums and of the terms flushed to zero below the shift.
+
+    With `reference_blocks`, also the float32 sums of $\exp(-\lvert x_i - x_j \rvert^2 / 4v)$
+    over every square of $25 \times 25$ points, diagonal included, shape $(B, B)$ with
+    $B = \lceil N / 25 \rceil$: the terms that the reference arithmetic adds up
+    (docs/conventions.md#reference-arithmetic), taken from the same matmul and
+    exponentials (each square's shifted sum times $e^{\text{shift}}$), so that both
+    arithmetics cost one pass over the pairs. A padded row's squares add exact zeros, and
+    the squares of a block with no term above $2^{-25} / 625$ (which cannot change the
+    reference's float32 total, at least 1) are not reduced: they hold their diagonal's
+    count alone.
+
+    **Returns:** a `PairSums`.
     """
     size, d = points.shape
     dtype = points.dtype
     gram_dtype = dtype if gram_dtype is None else jnp.dtype(gram_dtype)
-    if size < 2:
-        return jnp.asarray(-jnp.inf, dtype), jnp.asarray(-jnp.inf, dtype)
     blocks, b = _block_layout(size, block_size)
+    per = b // REFERENCE_BLOCK
+    padded = blocks * b
     if mask is None:
         x = points - jnp.mean(points, axis=0)
+        valid = jnp.arange(padded) < size
     else:
         # Centred at the kept points' mean; padding rows zeroed, so that their (unused)
         # exponents stay finite.
         _, _, x = masked_moments(points, mask)
+        valid = jnp.pad(mask, (0, padded - size))
+    if size < 2:
+        minus_inf = jnp.asarray(-jnp.inf, dtype)
+        squares = jnp.diag(valid[:1].astype(jnp.float32)) if reference_blocks else None
+        return PairSums(minus_inf, minus_inf, squares)
     norms = jnp.sum(x * x, axis=-1)
     scale = 0.25 / var
     ones = jnp.ones_like(norms)[:, None]
     left = jnp.concatenate([x * (2 * scale), -(norms * scale)[:, None], -ones], axis=1)
     right = jnp.concatenate([x, ones, (norms * scale)[:, None]], axis=1)
-    pad = ((0, blocks * b - size), (0, 0))
+    pad = ((0, padded - size), (0, 0))
     left, right = jnp.pad(left.astype(gram_dtype), pad), jnp.pad(right.astype(gram_dtype), pad)
-    valid = jnp.arange(blocks * b) < size
-    if mask is not None:
-        valid = jnp.pad(mask, (0, blocks * b - size))
     rows, cols = np.triu_indices(blocks)
     # The shift sits `margin` above the running log-sum, so a new term may exceed the sum
     # so far by e^(margin + 88) before exp overflows float32 (then the block is redone
@@ -304,46 +383,62 @@ def log_pairs(
     # at most blocks^2 b^2 of them, which the error bound counts.
     margin = 8.0
 
-    def block(running, ij):
-        i, j = ij
+    def exponents(i, j):
         a, c = lax.dynamic_slice_in_dim(left, i * b, b), lax.dynamic_slice_in_dim(right, j * b, b)
         vi, vj = (
             lax.dynamic_slice_in_dim(valid, i * b, b),
             lax.dynamic_slice_in_dim(valid, j * b, b),
         )
         exponent = jnp.matmul(a, c.T, precision=lax.Precision.HIGHEST)
-        mask = vi[:, None] & vj[None, :] & ((i != j) | ~jnp.eye(b, dtype=bool))
-        exponent = jnp.where(mask, exponent, -jnp.inf)
+        keep = vi[:, None] & vj[None, :] & ((i != j) | ~jnp.eye(b, dtype=bool))
+        return jnp.where(keep, exponent, -jnp.inf)
 
-        def shifted_sum(shift):
-            rows_sum = jnp.sum(jnp.exp(exponent - shift.astype(gram_dtype)), axis=1)
-            return jnp.sum(rows_sum.astype(dtype))
+    def shifted_sums(exponent, shift):
+        """The block's sum of exp(exponent - shift), and its squares' sums unshifted."""
+        terms = jnp.exp(exponent - shift.astype(gram_dtype))
+        # Row sums as a matrix-vector product: XLA:CPU runs it several times faster than
+        # a reduction over the block.
+        rows = jnp.matmul(terms, jnp.ones((b,), gram_dtype))
+        total = jnp.sum(rows.astype(dtype))
+        if not reference_blocks:
+            return total, None
 
-        def own_max(_):
-            top = jnp.max(exponent).astype(dtype)
-            top = jnp.where(jnp.isfinite(top), top, 0.0)
-            return top, shifted_sum(top)
+        def squares(_):
+            runs = terms.reshape(b, per, REFERENCE_BLOCK).sum(axis=-1)
+            part = runs.reshape(per, REFERENCE_BLOCK, per).sum(axis=1)
+            return (part.astype(dtype) * jnp.exp(shift)).astype(jnp.float32)
 
+        # No term above e^_NEGLIGIBLE (a row sums to at least its largest): the squares
+        # cannot change the reference's float32 total, so their reduction is skipped.
+        negligible = shift + jnp.log(jnp.max(rows).astype(dtype)) < _NEGLIGIBLE
+        part = lax.cond(negligible, lambda _: jnp.zeros((per, per), jnp.float32), squares, None)
+        return total, part
+
+    def own_max(exponent):
+        top = jnp.max(exponent).astype(dtype)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        return (top, *shifted_sums(exponent, top))
+
+    def block(running, ij):
+        i, j = ij
+        exponent = exponents(i, j)
         shift = running + margin
-        total = shifted_sum(jnp.where(jnp.isfinite(shift), shift, 0.0))
+        safe = jnp.where(jnp.isfinite(shift), shift, 0.0)
+        total, part = shifted_sums(exponent, safe)
         ok = jnp.isfinite(shift) & jnp.isfinite(total)
-        shift, total = lax.cond(ok, lambda _: (shift, total), own_max, None)
+        shift, total, part = lax.cond(ok, lambda _: (safe, total, part), own_max, exponent)
         # Blocks off the diagonal stand for themselves and their transposes.
         log_block = shift + jnp.log(total) + jnp.where(i == j, 0.0, math.log(2.0))
-        return jnp.logaddexp(running, log_block), None
+        return jnp.logaddexp(running, log_block), part
 
     if blocks == 1:
         # One block (a training set): no running shift, no scan to compile.
-        exponent = jnp.matmul(left, right.T, precision=lax.Precision.HIGHEST)
-        exponent = jnp.where(
-            valid[:, None] & valid[None, :] & ~jnp.eye(b, dtype=bool), exponent, -jnp.inf
-        )
-        top = jnp.max(exponent)
-        rows_sum = jnp.sum(jnp.exp(exponent - top), axis=1)
-        lse = top.astype(dtype) + jnp.log(jnp.sum(rows_sum.astype(dtype)))
+        shift, total, part = own_max(exponents(0, 0))
+        lse = shift + jnp.log(total)
+        parts = None if part is None else part[None]
     else:
         start = jnp.asarray(-jnp.inf, dtype)
-        lse, _ = lax.scan(block, start, (jnp.asarray(rows), jnp.asarray(cols)))
+        lse, parts = lax.scan(block, start, (jnp.asarray(rows), jnp.asarray(cols)))
     u = _unit(gram_dtype)
     e_max = (d + 12) * u * (jnp.max(jnp.where(valid[:size], norms, 0.0)) / var + 1.0)
     eta = (
@@ -352,7 +447,18 @@ def log_pairs(
         + 8 * _unit(dtype) * (1.0 + jnp.abs(lse))
         + blocks**2 * b**2 * math.exp(margin - 87.0)
     )
-    return lse, jnp.log(eta)
+    if not reference_blocks:
+        return PairSums(lse, jnp.log(eta), None)
+    # The squares of the blocks below the diagonal are those above it, transposed; the
+    # diagonal blocks keep their own (the Gram identity rounds a_i.b_j and a_j.b_i apart).
+    squares = jnp.zeros((blocks, blocks, per, per), jnp.float32)
+    squares = squares.at[cols, rows].set(parts.transpose(0, 2, 1)).at[rows, cols].set(parts)
+    squares = squares.transpose(0, 2, 1, 3).reshape(blocks * per, blocks * per)
+    # The diagonal's terms are exp(0) = 1, one per kept point.
+    counts = valid.reshape(-1, REFERENCE_BLOCK).sum(axis=1, dtype=jnp.float32)
+    squares = squares + jnp.diag(counts)
+    kept = math.ceil(size / REFERENCE_BLOCK)
+    return PairSums(lse, jnp.log(eta), squares[:kept, :kept])
 
 
 def log_self_diagonal(d: int, scale2: Float[Array, ""]) -> Float[Array, ""]:
@@ -421,10 +527,10 @@ def l2_terms(
         cross = cross - r.log_count
         diag = log_self_diagonal(d, r.scale2.astype(dtype))
         eta_diag = jnp.log((d + 4) * _unit(dtype) * (1.0 + jnp.abs(diag)))
-        pairs, eta_pairs = log_pairs(
+        pairs = _pair_sums(
             r.points.astype(dtype), var, mask=r.mask, gram_dtype=gram_dtype, block_size=block_size
         )
-        pairs = diag - r.log_count + pairs
+        pairs, eta_pairs = diag - r.log_count + pairs.log_sum, pairs.log_error
     else:
         cross, eta_cross = log_gaussian_cross(q, r)
         diag, eta_diag = log_square_integral(r, rtol)

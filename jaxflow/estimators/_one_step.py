@@ -16,14 +16,15 @@ from .._checks import (
 )
 from .._workarounds import map_lapack
 from ..data import Gaussian
-from ._gaussian import hellinger_squared, kl_divergence
-from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, spectrum
+from ._gaussian import check_isotropic, kl_divergence, spectral_divergences, spectrum
+from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, PairSums
 from ._reference import (
     reference_cross_term,
     reference_from_terms,
     reference_gaussian_terms,
     reference_hellinger_squared,
     reference_self_term,
+    reference_squares,
 )
 from ._relative import (
     ARITHMETICS,
@@ -51,6 +52,7 @@ def one_step_distances(
     gram_dtype=None,
     block_size: int = 1024,
     masks: Sequence[Bool[ArrayLike, "_g _n"]] | None = None,
+    reference_pairs: PairSums | None = None,
 ) -> tuple[RelativeDistance, Float[Array, "grid conventions"], Float[Array, "grid conventions"]]:
     r"""The relative distance $\Delta$ and the individual distances
     $\mathrm{KL}(q \,\|\, p)$ and $H^2(q, p)$ of many generated Gaussians at once, sharing
@@ -65,12 +67,13 @@ def one_step_distances(
     [`jaxflow.estimators.relative_distance`][] computes it one $q$ at a time.
 
     What is shared: the reference sample's $O(N_O^2 d)$ self-overlap (once for the whole
-    grid), each training set's self-overlap (once per row), the rotation of the reference
-    sample into the eigenbasis of $q$ (one matmul per row, truncated to the rank
-    $\min(n - 1, d)$ of $q$), and $\mathrm{KL}(q \,\|\, p)$: for an isotropic $p$ it
-    depends on $q$ only through its mean and the eigenvalues of its covariance, which
-    the conventions of one fit share, so it is computed once per row. Everything that sees
-    $q$ alone (eigendecompositions, KL, Hellinger) runs over the stacked $q$'s with
+    grid, or given as `reference_pairs`, computed once for both arithmetics), each
+    training set's self-overlap (once per row), the rotation of the reference sample into
+    the eigenbasis of $q$ (one matmul per row, truncated to the rank $\min(n - 1, d)$ of
+    $q$), and the eigendecomposition of each $q$, from which $\mathrm{KL}(q \,\|\, p)$
+    and $H^2(q, p)$ follow for an isotropic $p$ in $O(d^2)$ (no factorisation of $p$).
+    Everything that sees $q$ alone (eigendecompositions, and under the reference
+    arithmetic KL and Hellinger) runs over the stacked $q$'s with
     `jaxflow._workarounds.map_lapack`: `jax.vmap`, except on XLA:CPU, where a batched
     LAPACK call can deadlock and it loops with `jax.lax.map` instead.
 
@@ -100,6 +103,11 @@ def one_step_distances(
     - `block_size`: the pairwise terms are formed in blocks of this many points.
     - `masks`: optional booleans, one array of shape `(rows_k, n_k)` per group of `x0s`:
       a training set is the points of its padded array where its mask is `True`.
+    - `reference_pairs`: the reference sample's pair sums, from
+      [`jaxflow.estimators.pair_sums`][] of `KernelMixture(reference, s, bandwidth)` with
+      this `block_size` (and `reference_blocks=True` for the reference arithmetic), when
+      computed once for several calls; `gram_dtype` is then theirs. Default: computed
+      here, from a float32 Gram matrix under the reference arithmetic.
 
     **Returns:** `(relative, kl, hellinger)`: a [`jaxflow.estimators.RelativeDistance`][]
     and two arrays, each of shape `(grid, conventions)`.
@@ -116,6 +124,7 @@ def one_step_distances(
     check_positive(s, "s")
     check_positive(bandwidth, "bandwidth")
     d = p.mean.shape[-1]
+    check_isotropic(p, "p")
     if qs.mean.shape[-1] != d:
         raise ValueError(f"`qs` has dimension {qs.mean.shape[-1]} but `p` has dimension {d}.")
     groups = None
@@ -132,6 +141,17 @@ def one_step_distances(
             raise ValueError(
                 f"`reference` has dimension {reference.shape[1]} but `p` has dimension {d}."
             )
+    if reference_pairs is not None:
+        if reference is None or not isinstance(reference_pairs, PairSums):
+            raise ValueError(
+                "`reference_pairs` must be the `PairSums` of the reference sample, which "
+                "`reference` must then hold; pass `reference_pairs=None` otherwise."
+            )
+        if arithmetic == "reference" and reference_pairs.squares is None:
+            raise ValueError(
+                "`reference_pairs` lacks the reference arithmetic's squares; compute it with "
+                "`pair_sums(..., reference_blocks=True)`."
+            )
     grid, n_conv = qs.mean.shape[:2]
     if len(x0s) != grid:
         raise ValueError(
@@ -139,10 +159,10 @@ def one_step_distances(
         )
     rows = jax.tree.map(lambda x: x.reshape((grid, n_conv) + x.shape[2:]), qs)
     if arithmetic == "exact":
-        out = _exact(rows, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size)
-    else:
-        out = _reference(rows, x0s, groups, reference, p, s, bandwidth)
-    return out
+        return _exact(
+            rows, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size, reference_pairs
+        )
+    return _reference(rows, x0s, groups, reference, p, s, bandwidth, block_size, reference_pairs)
 
 
 def _check_groups(x0s, masks) -> list[tuple[Array, Array]]:
@@ -194,21 +214,25 @@ def _unflat(tree, grid: int):
     return jax.tree.map(lambda x: x.reshape((grid, -1) + x.shape[1:]), tree)
 
 
-def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size):
+def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size, pairs):
     d = p.mean.shape[-1]
     dtype = p.mean.dtype
     grid, n_conv = qs.mean.shape[:2]
     flat = _flat(qs)
-    specs = _unflat(map_lapack(spectrum, flat), grid)
-    kl = map_lapack(lambda q: kl_divergence(q, p), _row(qs, (slice(None), 0)))
-    hellinger = _unflat(map_lapack(lambda q: hellinger_squared(q, p), flat), grid)
+    flat_specs = map_lapack(spectrum, flat)
+    specs = _unflat(flat_specs, grid)
+    kl, hellinger = _unflat(jax.vmap(lambda spec: spectral_divergences(spec, p))(flat_specs), grid)
+    # The conventions of one fit share the spectrum, hence KL: one value per row.
+    kl = jnp.broadcast_to(kl[:, :1], (grid, n_conv))
     if reference is None:
         ref_terms = gaussian_terms(p, dtype)
         lse, eta = map_lapack(lambda q: log_gaussian_cross(q, p), flat)
         ref_cross = _unflat((math.log(2.0) + lse, eta), grid)
     else:
         ref = KernelMixture(reference, s, bandwidth)
-        ref_terms = mixture_terms(ref, dtype, gram_dtype=gram_dtype, block_size=block_size)
+        ref_terms = mixture_terms(
+            ref, dtype, gram_dtype=gram_dtype, block_size=block_size, pairs=pairs
+        )
 
         def rotate(row, x0, mask):
             # One matmul per row rotates the reference sample for every convention: q has
@@ -255,10 +279,10 @@ def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size):
         axis=-1,
     )
     rels = jax.vmap(jax.vmap(combine_terms))(log_terms, log_eta)
-    return rels, jnp.broadcast_to(kl[:, None], (grid, n_conv)), hellinger
+    return rels, kl, hellinger
 
 
-def _reference(qs, x0s, groups, reference, p, s, bandwidth):
+def _reference(qs, x0s, groups, reference, p, s, bandwidth, block_size, pairs):
     # The reference arithmetic is float32 throughout.
     f32 = jnp.float32
     d = p.mean.shape[-1]
@@ -278,9 +302,14 @@ def _reference(qs, x0s, groups, reference, p, s, bandwidth):
             map_lapack(lambda q: reference_gaussian_terms(q, p), flat), grid
         )
     else:
+        # The squares from the points as given (as `pair_sums` forms them for both
+        # arithmetics), the cross terms from their float32 copies.
+        ref = KernelMixture(reference, s, bandwidth)
+        squares = reference_squares(ref, block_size=block_size) if pairs is None else pairs.squares
+        ref_self = reference_self_term(ref, squares)
         ref = KernelMixture(jnp.asarray(reference).astype(f32), s, bandwidth)
         ref_cross = _unflat(map_lapack(lambda q: reference_cross_term(q, ref), flat), grid)
-        ref_self = jnp.broadcast_to(reference_self_term(ref), ref_cross.shape)
+        ref_self = jnp.broadcast_to(ref_self, ref_cross.shape)
     rels = jax.vmap(
         jax.vmap(
             lambda a, b, c, e: RelativeDistance.bounded(

@@ -8,15 +8,13 @@ import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
-from ..data import Gaussian, masked_moments
-from ._kernel import _unit, KernelMixture
+from ..data import Gaussian
+from ._kernel import _pair_sums, _unit, KernelMixture
 
 
-# The reference summed its kernel self term in square blocks of this many points.
-REFERENCE_BLOCK = 25
-# ... and counted a Hellinger determinant below this as zero.
+# The reference counted a Hellinger determinant below this as zero.
 REFERENCE_DET_FLOOR = math.exp(-25.0)
 _F32 = jnp.float32
 # The reference's normalisation: (2 pi)^(1/2) where (2 pi)^(d/2) belongs.
@@ -27,73 +25,42 @@ def _normalisation(cov: Float[Array, "d d"]) -> Float[Array, ""]:
     return 1.0 / jnp.sqrt(_TWO_PI * jnp.linalg.det(cov))
 
 
-def _block_sums(
-    x: Float[Array, "N d"], scale: Float[Array, ""], tile: int, mask: Bool[Array, " N"] | None
-) -> Float[Array, "B B"]:
-    """The sum of exp(-|x_i - x_j|^2 scale) over every 25 x 25 block, shape (B, B), over
-    the rows `mask` keeps (padding, all last, adds exact zeros)."""
-    size, d = x.shape
-    blocks = math.ceil(size / REFERENCE_BLOCK)
-    per_tile = max(1, min(blocks, tile // REFERENCE_BLOCK))
-    tiles = math.ceil(blocks / per_tile)
-    t = per_tile * REFERENCE_BLOCK
-    padded = tiles * t
-    if mask is None:
-        x = x - jnp.mean(x, axis=0)
-        valid = jnp.arange(padded) < size
-    else:
-        _, _, x = masked_moments(x, mask)
-        valid = jnp.pad(mask, (0, padded - size))
-    x = jnp.pad(x, ((0, padded - size), (0, 0)))
-    norms = jnp.sum(x * x, axis=-1)
-    rows, cols = np.triu_indices(tiles)
-
-    def tile_sums(sums, ij):
-        i, j = ij
-        xi, xj = lax.dynamic_slice_in_dim(x, i * t, t), lax.dynamic_slice_in_dim(x, j * t, t)
-        ni, nj = (
-            lax.dynamic_slice_in_dim(norms, i * t, t),
-            lax.dynamic_slice_in_dim(norms, j * t, t),
-        )
-        vi, vj = (
-            lax.dynamic_slice_in_dim(valid, i * t, t),
-            lax.dynamic_slice_in_dim(valid, j * t, t),
-        )
-        sq = ni[:, None] + nj[None, :] - 2 * jnp.matmul(xi, xj.T, precision=lax.Precision.HIGHEST)
-        # A difference x_i - x_i is exactly zero, and no squared difference is negative:
-        # keep the Gram identity's rounding out of the diagonal, which dominates the sum.
-        sq = jnp.where((i == j) & jnp.eye(t, dtype=bool), 0.0, jnp.maximum(sq, 0.0))
-        kernel = jnp.where(vi[:, None] & vj[None, :], jnp.exp(-sq * scale), 0.0)
-        part = kernel.reshape(per_tile, REFERENCE_BLOCK, per_tile, REFERENCE_BLOCK).sum(axis=(1, 3))
-        sums = lax.dynamic_update_slice(sums, part, (i * per_tile, j * per_tile))
-        # The block (j, i) holds the same numbers as (i, j), transposed.
-        sums = lax.dynamic_update_slice(sums, part.T, (j * per_tile, i * per_tile))
-        return sums, None
-
-    sums = jnp.zeros((tiles * per_tile, tiles * per_tile), _F32)
-    sums, _ = lax.scan(tile_sums, sums, (jnp.asarray(rows), jnp.asarray(cols)))
-    return sums[:blocks, :blocks]
-
-
 def _count_eps(mix: KernelMixture) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """The mixture's size $N$ and $\varepsilon = c s N^{-1/d}$, in float32."""
     size = _F32(mix.size) if mix.mask is None else jnp.sum(mix.mask, dtype=_F32)
     return size, (mix.bandwidth * mix.s).astype(_F32) * size ** _F32(-1.0 / mix.d)
 
 
-def reference_self_term(mix: KernelMixture, *, tile: int = 1000) -> Float[Array, ""]:
+def reference_squares(mix: KernelMixture, *, block_size: int = 1024) -> Float[Array, "B B"]:
+    """The float32 sums of the mixture's kernel over every square of 25 x 25 points,
+    diagonal included, from a float32 Gram matrix: what the reference added up."""
+    points = mix.points
+    return _pair_sums(
+        points,
+        mix.eps2.astype(points.dtype),
+        mask=mix.mask,
+        gram_dtype=_F32,
+        block_size=block_size,
+        reference_blocks=True,
+    ).squares
+
+
+def reference_self_term(
+    mix: KernelMixture, squares: Float[Array, "B B"] | None = None
+) -> Float[Array, ""]:
     r"""$\frac{1}{N^2} \frac{1}{\sqrt{2\pi \det(2\varepsilon^2 I)}} \sum_{i,j}
-    e^{-|x_i - x_j|^2 / 4\varepsilon^2}$ in float32, diagonal included, the 25 x 25 block
-    sums added one after another in row-major order as a loop over blocks would."""
-    x = mix.points.astype(_F32)
+    e^{-|x_i - x_j|^2 / 4\varepsilon^2}$ in float32, diagonal included, the 25 x 25 square
+    sums (`squares`, default `reference_squares(mix)`) added one after another in
+    row-major order as a loop over squares would."""
     d = mix.d
     size, eps = _count_eps(mix)
-    sums = _block_sums(x, 1.0 / (4 * eps * eps), tile, mix.mask)
+    if squares is None:
+        squares = reference_squares(mix)
 
-    def add(total, block_sum):
-        return total + block_sum, None
+    def add(total, square_sum):
+        return total + square_sum, None
 
-    total, _ = lax.scan(add, jnp.zeros((), _F32), sums.reshape(-1), unroll=25)
+    total, _ = lax.scan(add, jnp.zeros((), _F32), squares.reshape(-1), unroll=25)
     return total / (size * size) * _normalisation(2 * eps * eps * jnp.eye(d, dtype=_F32))
 
 

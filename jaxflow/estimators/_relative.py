@@ -9,15 +9,16 @@ from .._checks import check_choice, check_gram_dtype, check_int
 from .._numerics import log_diff_exp, signed_logsumexp
 from ..data import Gaussian
 from ._kernel import (
+    _pair_sums,
     _unit,
     check_mixture,
     check_same_d,
     KernelMixture,
     log_cross,
     log_gaussian_cross,
-    log_pairs,
     log_self_diagonal,
     log_square_integral,
+    PairSums,
     Spectrum,
     spectrum,
 )
@@ -138,14 +139,25 @@ class MixtureTerms(eqx.Module):
 
 
 def mixture_terms(
-    mix: KernelMixture, dtype, *, gram_dtype=None, block_size: int = 1024
+    mix: KernelMixture,
+    dtype,
+    *,
+    gram_dtype=None,
+    block_size: int = 1024,
+    pairs: PairSums | None = None,
 ) -> MixtureTerms:
+    """The mixture's q-independent terms; its pair sums `pairs` when computed already."""
     d = mix.d
-    points = mix.points.astype(dtype)
     diag = log_self_diagonal(d, mix.scale2.astype(dtype))
-    lse, eta = log_pairs(
-        points, mix.eps2.astype(dtype), mask=mix.mask, gram_dtype=gram_dtype, block_size=block_size
-    )
+    if pairs is None:
+        pairs = _pair_sums(
+            mix.points.astype(dtype),
+            mix.eps2.astype(dtype),
+            mask=mix.mask,
+            gram_dtype=gram_dtype,
+            block_size=block_size,
+        )
+    lse, eta = pairs.log_sum.astype(dtype), pairs.log_error.astype(dtype)
     # (1/N^2) (4 pi eps^2)^(-d/2) = (4 pi c^2 s^2)^(-d/2) / N under the bandwidth rule.
     return MixtureTerms(
         self_diagonal=diag,

@@ -26,7 +26,9 @@ from .._workarounds import map_lapack
 from ..data import forward_jump, Gaussian
 from ..estimators import (
     ARITHMETICS,
+    KernelMixture,
     one_step_distances,
+    pair_sums,
     RelativeDistance,
     transition_point,
     transition_probability,
@@ -138,18 +140,45 @@ class _Cells:
 
     d: int
     conventions: tuple[str, ...]
-    arithmetic: str
+    arithmetics: tuple[str, ...]
     gram_dtype: object
     block_size: int
 
     def __call__(self, groups, reference, model: _Model):
-        """Per (n, convention): the RelativeDistance, KL(q || p) and H^2(q, p), from the
-        groups `(x0s, xts, masks)` of training sets (rows, n, d), padded where `masks`
-        (rows, n) says, with their noisy copies, and the reference sample. One group with
-        `masks=None`: unpadded sets."""
+        """Per arithmetic, per (n, convention): the RelativeDistance, KL(q || p) and
+        H^2(q, p), from the groups `(x0s, xts, masks)` of training sets (rows, n, d),
+        padded where `masks` (rows, n) says, with their noisy copies, and the reference
+        sample. One group with `masks=None`: unpadded sets."""
+        pairs = self._reference_pairs(reference, model)
+        return tuple(
+            self._distances(arithmetic, groups, reference, model, pairs.get(arithmetic))
+            for arithmetic in self.arithmetics
+        )
+
+    def _reference_pairs(self, reference, model: _Model) -> dict:
+        """The reference sample's O(N_O^2 d) pair sums, once for every arithmetic that
+        forms them from Gram matrices of one dtype: the reference arithmetic's own is
+        float32, the exact one's `gram_dtype`."""
+        if reference is None:
+            return {}
+        mix = KernelMixture(reference, model.s, model.bandwidth)
+        grams = {"exact": self.gram_dtype or reference.dtype, "reference": jnp.float32}
+        wanted = {a: jnp.dtype(grams[a]) for a in self.arithmetics}
+        pairs = {}
+        for gram in dict.fromkeys(wanted.values()):
+            sums = pair_sums(
+                mix,
+                gram_dtype=gram,
+                block_size=self.block_size,
+                reference_blocks=wanted.get("reference") == gram,
+            )
+            pairs |= {a: sums for a, g in wanted.items() if g == gram}
+        return pairs
+
+    def _distances(self, arithmetic: str, groups, reference, model: _Model, pairs):
         p = _p(model, self.d)
         T, lam = model.T, model.lam
-        if self.arithmetic == "reference":
+        if arithmetic == "reference":
             # The reference arithmetic is float32 throughout, from the fit on; its inputs
             # are the same draws as the exact arithmetic's, so the two can be compared
             # cell by cell.
@@ -177,10 +206,11 @@ class _Cells:
             p,
             s=model.s,
             bandwidth=model.bandwidth,
-            arithmetic=self.arithmetic,
+            arithmetic=arithmetic,
             gram_dtype=self.gram_dtype,
             block_size=self.block_size,
             masks=[masks for _, _, masks in groups] if padded else None,
+            reference_pairs=pairs,
         )
 
 
@@ -313,6 +343,23 @@ class RelativeDistanceSweep(eqx.Module):
         return jax.tree.map(lambda *xs: jnp.stack(xs, axis=-1), *points)
 
 
+def _check_arithmetics(arithmetic) -> tuple[str, ...]:
+    """`arithmetic` as a tuple: one name, or several distinct ones."""
+    if isinstance(arithmetic, str):
+        return (check_choice(arithmetic, ARITHMETICS, "arithmetic"),)
+    arithmetics = tuple(arithmetic) if isinstance(arithmetic, (tuple, list)) else ()
+    if (
+        not arithmetics
+        or len(set(arithmetics)) != len(arithmetics)
+        or any(a not in ARITHMETICS for a in arithmetics)
+    ):
+        raise ValueError(
+            f"`arithmetic` must be one of {ARITHMETICS} or a tuple of distinct ones, "
+            f"got {arithmetic!r}."
+        )
+    return arithmetics
+
+
 def _check_options(conventions, arithmetic, reference_size, draws, d):
     conventions = tuple(conventions)
     if not conventions or any(c not in COVARIANCE_CONVENTIONS for c in conventions):
@@ -320,7 +367,7 @@ def _check_options(conventions, arithmetic, reference_size, draws, d):
             f"`conventions` must be a non-empty tuple from {COVARIANCE_CONVENTIONS}, "
             f"got {conventions}."
         )
-    check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    _check_arithmetics(arithmetic)
     if reference_size is not None:
         check_int(reference_size, "reference_size", minimum=2)
     check_positive_int(draws, "draws")
@@ -350,13 +397,13 @@ def relative_distance_sweep(
     lam: Real[ArrayLike, ""] = 1.0,
     draws: int = 1,
     conventions: Sequence[str] = COVARIANCE_CONVENTIONS,
-    arithmetic: str = "exact",
+    arithmetic: str | Sequence[str] = "exact",
     bandwidth: Real[ArrayLike, ""] = 1.0,
     gram_dtype=jnp.float32,
     chunk_size: int = 8,
     block_size: int = 1024,
     progress: bool = False,
-) -> RelativeDistanceSweep:
+) -> RelativeDistanceSweep | dict[str, RelativeDistanceSweep]:
     r"""The relative distance $\Delta$ of [H] (Section 4; docs/models.md#relative-distance) over
     $R$ independent repetitions and a grid of training-set sizes, with the individual distances
     of $q$ to $p$ on the same grid.
@@ -411,21 +458,26 @@ def relative_distance_sweep(
     - `draws`: noise draws per training point. Default 1.
     - `conventions`: covariance conventions to evaluate. Default both.
     - `arithmetic`: `"exact"` (default) or `"reference"` (the reference
-      implementation's float32 arithmetic, see [`jaxflow.estimators.relative_distance`][]).
+      implementation's float32 arithmetic, see [`jaxflow.estimators.relative_distance`][]),
+      or a tuple of both: then both run on the same draws in one program, and the
+      reference sample's $O(N_O^2 d)$ pair sums are formed once for both
+      ([`jaxflow.estimators.pair_sums`][]; with the default `gram_dtype`), which makes
+      the pair nearly half the cost of two sweeps.
     - `bandwidth`: the kernel bandwidth factor $c$, $\varepsilon = c\,s\,N^{-1/d}$. Default 1.
-    - `gram_dtype`: the dtype of the reference sample's Gram matmul, the one
-      $O(N_O^2 d)$ step. Default float32, about twice as fast on CPU: its rounding is
-      bounded at run time, and any repetition with a sign of $\Delta$ that the bound
-      leaves uncertain is recomputed in float64 (counted in `recomputed`), so every
-      reported sign is what float64 gives. `None`: the working dtype throughout.
+    - `gram_dtype`: the dtype of the exact arithmetic's Gram matmul of the reference
+      sample, the one $O(N_O^2 d)$ step (the reference arithmetic's is float32).
+      Default float32, about twice as fast on CPU: its rounding is bounded at run time,
+      and any repetition with a sign of $\Delta$ that the bound leaves uncertain is
+      recomputed in float64 (counted in `recomputed`), so every reported sign is what
+      float64 gives. `None`: the working dtype throughout.
     - `chunk_size`: repetitions per compiled call (a progress-bar step; any size compiles
       once), rounded up to a multiple of the device count. Default 8.
     - `block_size`: the pairwise terms are formed in blocks of this many points.
     - `progress`: show a progress bar over chunks.
 
-    **Returns:** a [`jaxflow.studies.RelativeDistanceSweep`][];
-    `.probability()` gives $P(\Delta > 0)$ with Wilson intervals and `.transition(key)`
-    the crossing point $n^*$.
+    **Returns:** a [`jaxflow.studies.RelativeDistanceSweep`][] (for a tuple `arithmetic`,
+    a dict of them by arithmetic); `.probability()` gives $P(\Delta > 0)$ with Wilson
+    intervals and `.transition(key)` the crossing point $n^*$.
 
     **Raises:** `ValueError` for a malformed grid or option (a size or count that is not
     an int, a non-finite `m`, or `s`, `T`, `lam` or `bandwidth` not positive and
@@ -454,15 +506,16 @@ def relative_distance_sweep(
     block_size = check_positive_int(block_size, "block_size")
     check_gram_dtype(gram_dtype)
     model = _model(m, s, T, lam, bandwidth)
-    cells = lambda gram: _Cells(d, conventions, arithmetic, gram, block_size)
+    arithmetics = _check_arithmetics(arithmetic)
     grid = dict(
         groups=_padding_groups(ns, reference_size), reference_size=reference_size, draws=draws
     )
-    fast = arithmetic == "exact" and reference_size is not None and gram_dtype is not None
+    fast = "exact" in arithmetics and reference_size is not None and gram_dtype is not None
     # A multiple of the device count, so that every device takes as many repetitions.
     size = padded(min(chunk_size, repetitions))
 
-    def run(indices, gram):
+    def run(indices, arithmetics, gram):
+        cells = _Cells(d, conventions, arithmetics, gram, block_size)
         pieces = []
         starts = range(0, len(indices), size)
         for start in tqdm(
@@ -475,32 +528,36 @@ def relative_distance_sweep(
             chunk = np.asarray(indices[start : start + size])
             keep = len(chunk)
             chunk = np.concatenate([chunk, np.full(size - keep, chunk[-1])])
-            out = gather(_sweep_chunk(key, shard(jnp.asarray(chunk)), model, cells(gram), **grid))
+            out = gather(_sweep_chunk(key, shard(jnp.asarray(chunk)), model, cells, **grid))
             pieces.append(jax.tree.map(lambda x: x[:keep], out))
-        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
+        return dict(zip(arithmetics, jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)))
 
-    relative, kl, hellinger = run(np.arange(repetitions), gram_dtype if fast else None)
+    results = run(np.arange(repetitions), arithmetics, gram_dtype if fast else None)
     recomputed = 0
     if fast:
         # Recompute, with a float64 Gram matrix, every repetition that has a sign the
         # float32 bound leaves uncertain; the rest are certain already.
-        redo = np.flatnonzero(~np.all(np.asarray(relative.certain), axis=(1, 2)))
+        redo = np.flatnonzero(~np.all(np.asarray(results["exact"][0].certain), axis=(1, 2)))
         if redo.size:
-            again = run(redo, None)
-            relative, kl, hellinger = jax.tree.map(
-                lambda old, new: old.at[redo].set(new), (relative, kl, hellinger), again
+            again = run(redo, ("exact",), None)["exact"]
+            results["exact"] = jax.tree.map(
+                lambda old, new: old.at[redo].set(new), results["exact"], again
             )
             recomputed = int(redo.size)
-    return RelativeDistanceSweep(
-        ns=ns,
-        conventions=conventions,
-        arithmetic=arithmetic,
-        reference_size=reference_size,
-        relative=relative,
-        kl=kl,
-        hellinger=hellinger,
-        recomputed=recomputed,
-    )
+    sweeps = {
+        name: RelativeDistanceSweep(
+            ns=ns,
+            conventions=conventions,
+            arithmetic=name,
+            reference_size=reference_size,
+            relative=relative,
+            kl=kl,
+            hellinger=hellinger,
+            recomputed=recomputed if name == "exact" else 0,
+        )
+        for name, (relative, kl, hellinger) in results.items()
+    }
+    return sweeps[arithmetic] if isinstance(arithmetic, str) else sweeps
 
 
 def relative_distance_arrays(
@@ -554,8 +611,9 @@ def relative_distance_arrays(
         conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
     )
     model = _model(m, s, T, lam, bandwidth)
-    cells = _Cells(d, conventions, arithmetic, gram_dtype, block_size)
-    relative, kl, hellinger = _arrays_cells(x0, xt, reference, model, cells)
+    check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    cells = _Cells(d, conventions, (arithmetic,), gram_dtype, block_size)
+    ((relative, kl, hellinger),) = _arrays_cells(x0, xt, reference, model, cells)
     return RelativeDistanceSweep(
         ns=(n,),
         conventions=conventions,

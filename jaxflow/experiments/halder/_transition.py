@@ -81,10 +81,13 @@ class _AbstractTransition(_AbstractSampling):
     chunk_size: int = param(10, "repetitions per compiled call", rule=at_least(1))
 
     def sweep_arrays(
-        self, key, ns: tuple[int, ...], d: int, arithmetic: str, reference_size: int | None
+        self, key, ns: tuple[int, ...], d: int, reference_size: int | None
     ) -> dict[str, np.ndarray]:
-        """The arrays of one relative-distance sweep at dimension `d`: what a cell stores."""
-        sweep = relative_distance_sweep(
+        """The arrays of one relative-distance sweep at dimension `d`, every arithmetic of
+        `arithmetic` on the same draws in one program (the reference sample's pair sums
+        formed once for all): what a cell stores, each array named
+        `<arithmetic>_<field>`."""
+        sweeps = relative_distance_sweep(
             ns,
             key=key,
             d=d,
@@ -96,19 +99,20 @@ class _AbstractTransition(_AbstractSampling):
             lam=self.lam,
             draws=self.draws,
             conventions=CONVENTIONS,
-            arithmetic=arithmetic,
+            arithmetic=tuple(self.arithmetic),
             gram_dtype=_GRAM[self.gram_dtype],
             chunk_size=self.chunk_size,
             # An inner bar over chunks where someone watches: a full-size sweep takes
             # minutes.
             progress=sys.stderr.isatty(),
         )
-        arrays = {k: np.asarray(getattr(sweep.relative, k)) for k in _RELATIVE_FIELDS}
-        return arrays | {
-            "kl": np.asarray(sweep.kl),
-            "hellinger2": np.asarray(sweep.hellinger),
-            "recomputed": np.asarray(sweep.recomputed),
-        }
+        arrays = {}
+        for arithmetic, sweep in sweeps.items():
+            fields = {k: getattr(sweep.relative, k) for k in _RELATIVE_FIELDS}
+            fields |= {"kl": sweep.kl, "hellinger2": sweep.hellinger}
+            fields["recomputed"] = sweep.recomputed
+            arrays |= {f"{arithmetic}_{k}": np.asarray(v) for k, v in fields.items()}
+        return arrays
 
     def sweep_footprint(self, ns: tuple[int, ...], d: int, reference_size: int | None):
         """An upper estimate of one sweep's stored arrays and working memory, in bytes."""
@@ -133,13 +137,21 @@ class _AbstractTransition(_AbstractSampling):
         return 32.0 * self.resamples
 
 
+def arithmetic_arrays(arrays: Mapping[str, np.ndarray], arithmetic: str) -> dict[str, np.ndarray]:
+    """One arithmetic's arrays of a cell that `sweep_arrays` stored, without the prefix."""
+    prefix = f"{arithmetic}_"
+    return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
+
 def sweep_from_arrays(
     arrays: Mapping[str, np.ndarray],
     ns: tuple[int, ...],
     arithmetic: str,
     reference_size: int | None,
 ) -> RelativeDistanceSweep:
-    """The sweep whose arrays a cell stored (the inverse of `sweep_arrays`)."""
+    """The sweep of one arithmetic whose arrays a cell stored (the inverse of
+    `sweep_arrays`)."""
+    arrays = arithmetic_arrays(arrays, arithmetic)
     fields = {k: jnp.asarray(arrays[k]) for k in _RELATIVE_FIELDS}
     return RelativeDistanceSweep(
         ns=tuple(int(n) for n in ns),

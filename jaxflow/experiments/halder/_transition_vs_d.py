@@ -2,6 +2,7 @@
 crosses 1/2, in units of d, for several d."""
 
 import dataclasses
+import itertools
 import math
 from typing import ClassVar, Literal
 
@@ -16,6 +17,7 @@ from .._preset import Footprint, Tabulated
 from ._common import training_sizes
 from ._transition import (
     _AbstractTransition,
+    arithmetic_arrays,
     CONVENTIONS,
     plain_log_axis,
     sweep_from_arrays,
@@ -57,8 +59,9 @@ class LinearTransitionVsD(_AbstractTransition):
     The dimensions are `ds`: the `d` that the linear model's presets share is not used
     here, and a value other than its default is refused.
 
-    **Cells:** one relative-distance sweep per $(d, \\text{arithmetic})$, with the key
-    `fold_in(key(seed), d)`: a dimension's cell does not depend on the other $d$s.
+    **Cells:** one relative-distance sweep per $d$, of every arithmetic at once (the same
+    draws, one program), with the key `fold_in(key(seed), d)`: a dimension's cell does
+    not depend on the other $d$s.
 
     **Rows:** one per $(d, \\text{arithmetic}, \\text{convention}, \\text{crossing})$:
     $n^*$ and its interval, also divided by $d$, the crossing fraction, the reference
@@ -199,11 +202,11 @@ class LinearTransitionVsD(_AbstractTransition):
         )
 
     def cells(self):
-        return tuple((d, arithmetic) for d in self.ds for arithmetic in self.arithmetic)
+        # One sweep per dimension, of every arithmetic at once (same draws, one program).
+        return self.ds
 
     def cell_name(self, cell):
-        d, arithmetic = cell
-        return f"d{d}_{arithmetic}"
+        return f"d{cell}"
 
     def prepare(self, *, progress: bool):
         del progress
@@ -215,16 +218,15 @@ class LinearTransitionVsD(_AbstractTransition):
 
     def compute(self, cell, context):
         del context
-        d, arithmetic = cell
-        k_sweep, _ = self._keys(d)
-        return self.sweep_arrays(k_sweep, self.sizes(d), d, arithmetic, self.reference_size_at(d))
+        k_sweep, _ = self._keys(cell)
+        return self.sweep_arrays(k_sweep, self.sizes(cell), cell, self.reference_size_at(cell))
 
     def tabulate(self, outputs):
         rows, arrays = [], {}
-        for d, arithmetic in self.cells():
+        for d, arithmetic in itertools.product(self.ds, self.arithmetic):
             ns, reference_size = self.sizes(d), self.reference_size_at(d)
-            piece = outputs[d, arithmetic]
-            sweep = sweep_from_arrays(piece, ns, arithmetic, reference_size)
+            sweep = sweep_from_arrays(outputs[d], ns, arithmetic, reference_size)
+            piece = arithmetic_arrays(outputs[d], arithmetic)
             crossings = transitions(sweep, self._keys(d)[1], self.confidence, self.resamples)
             uncertain = np.sum(~piece["certain"], axis=(0, 1))
             for c, convention in enumerate(CONVENTIONS):

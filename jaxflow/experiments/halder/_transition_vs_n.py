@@ -14,7 +14,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 
 from ...data import Gaussian
-from ...estimators import hellinger_squared, kl_divergence, kl_infinite_data
+from ...estimators import isotropic_divergences, kl_infinite_data
 from ...flows import one_step_gaussian
 from ...studies import sweep_inputs
 from ...training import fit_affine
@@ -30,6 +30,7 @@ from ._common import (
 )
 from ._transition import (
     _AbstractTransition,
+    arithmetic_arrays,
     CONVENTIONS,
     DIP_NOTE,
     pair_terms_decide,
@@ -41,8 +42,9 @@ from ._transition import (
 
 # Sizes from d/10 to 10 d, denser around the interpolation threshold n = d (`fine`).
 FINE_N_OVER_D = (0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
-# The cell of the individual distances at the sizes the transition grid lacks.
-_DISTANCES = "distances"
+# The cells: the relative-distance sweep (every arithmetic), and the individual
+# distances at the sizes the transition grid lacks.
+_SWEEP, _DISTANCES = "sweep", "distances"
 _COLOURS = {"consistent": plot.series_colour(0), "reference": plot.series_colour(1)}
 _KL_COLOUR, _HELLINGER_COLOUR = plot.series_colour(2), plot.series_colour(3)
 _STYLES = {"exact": ("-", "o"), "reference": (":", "s")}
@@ -66,14 +68,13 @@ def _distance_fn(ns: tuple[int, ...], d: int):
             one_step_gaussian(denoiser, x0, T=T, lam=lam, convention=c, mask=mask)
             for c in CONVENTIONS
         ]
-        # For an isotropic p, KL(q || p) sees only the mean and the spectrum, which the
-        # conventions share (as the sweep computes it); H^2 sees the eigenvectors too.
-        kl = kl_divergence(qs[0], p)
-        hellinger = jax.lax.map(
-            lambda cov: hellinger_squared(Gaussian(qs[0].mean, cov), p),
+        # For an isotropic p both follow from each q's eigendecomposition; KL sees only
+        # the mean and the spectrum, which the conventions share (as the sweep takes it).
+        kl, hellinger = jax.lax.map(
+            lambda cov: isotropic_divergences(Gaussian(qs[0].mean, cov), p),
             jnp.stack([q.cov for q in qs]),
         )
-        return jnp.full(len(CONVENTIONS), kl), hellinger
+        return jnp.full(len(CONVENTIONS), kl[0]), hellinger
 
     def one(r, x0s, xts, m, s, T, lam):
         p = Gaussian.isotropic(d, mean=m, std=s, dtype=m.dtype)
@@ -148,10 +149,11 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     of the largest size (drawn as the sweep draws that size) and fit each smaller size
     to the first $n$ points.
 
-    **Cells:** one relative-distance sweep per arithmetic (`d100_exact`,
-    `d100_reference`: every repetition, size and convention; the same key, so the same
-    draws), and `d100_distances`, the exact individual distances at the sizes the
-    transition grid lacks (all of them when `exact` is not run).
+    **Cells:** `d100_sweep`, one relative-distance sweep of every arithmetic at once
+    (every repetition, size and convention; the same draws, one program, the reference
+    sample's pair sums formed once for both), and `d100_distances`, the exact individual
+    distances at the sizes the transition grid lacks (all of them when `exact` is not
+    run).
 
     **Rows:** one per (arithmetic, convention, $n$). `transition_grid` is true where
     $P(\\Delta > 0)$ was measured; elsewhere (the distance sizes, exact arithmetic) the
@@ -318,7 +320,9 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
         )
 
     def cells(self):
-        kinds = (*self.arithmetic, *((_DISTANCES,) if self.distance_sizes() else ()))
+        # One sweep of every arithmetic at once (same draws, one program), and the
+        # distances beyond the grid.
+        kinds = (_SWEEP, *((_DISTANCES,) if self.distance_sizes() else ()))
         return tuple((self.d, kind) for kind in kinds)
 
     def cell_name(self, cell):
@@ -338,8 +342,8 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     def compute(self, cell, context):
         d, kind = cell
         k_sweep, _ = self._keys()
-        if kind != _DISTANCES:
-            return self.sweep_arrays(k_sweep, self.grid(), d, kind, self.reference_size)
+        if kind == _SWEEP:
+            return self.sweep_arrays(k_sweep, self.grid(), d, self.reference_size)
         # Each repetition's training set of the largest size, drawn as the relative-
         # distance sweep draws that size; the smaller sizes are its first n points.
         inputs = [
@@ -373,11 +377,11 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
             "kl_inf": float(kl_infinite_data(d, T=self.T, lam=self.lam, s=self.s)),
             "confidence": self.confidence,
         }
-        exact = outputs.get((d, "exact"))
+        exact = arithmetic_arrays(outputs[d, _SWEEP], "exact") or None
         rows, arrays = [], {"ns": np.asarray(ns)}
         for arithmetic in self.arithmetic:
-            piece = outputs[d, arithmetic]
-            sweep = sweep_from_arrays(piece, ns, arithmetic, self.reference_size)
+            piece = arithmetic_arrays(outputs[d, _SWEEP], arithmetic)
+            sweep = sweep_from_arrays(outputs[d, _SWEEP], ns, arithmetic, self.reference_size)
             crossings = transitions(sweep, k_boot, self.confidence, self.resamples)
             prob = sweep.probability(self.confidence)
             fraction, lower, upper, positives, uncertain = (
