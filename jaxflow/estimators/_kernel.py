@@ -212,24 +212,37 @@ def _log_cross_from(evals, scaled, y2, var, mask=None):
     return jsp.logsumexp(log_density), jnp.log(eta)
 
 
-def log_cross_shared(
-    spectra: list[Spectrum], ranks: list[int], points: Float[Array, "N d"], variances: list
-) -> list[tuple[Float[Array, ""], Float[Array, ""]]]:
-    r"""`log_cross` of one sample against several Gaussians at once.
+class Centred(eqx.Module):
+    """A sample centred at its mean, with the centred points' squared norms: what
+    `log_cross_shared` needs of it, formed once for any number of calls."""
 
-    The sample is centred once, and one matmul rotates it onto the top `ranks[c]`
-    eigenvectors of every covariance $c$ together: a Gaussian of rank $r < d$ (such as
-    [H]'s generated $q$, rank $\le n - 1$) needs only those, since on the rest of
-    $\mathbb R^d$ the covariance $\Sigma + vI$ is $vI$, so the cost is
-    $O(N d \sum_c r_c)$ rather than $O(N d^2)$ per Gaussian. $|x_i - \mu|^2$ comes from
+    centre: Float[Array, " d"]
+    points: Float[Array, "N d"]
+    norms: Float[Array, " N"]
+
+
+def centred(points: Float[Array, "N d"]) -> Centred:
+    centre = jnp.mean(points, axis=0)
+    x = points - centre
+    return Centred(centre, x, jnp.sum(x * x, axis=-1))
+
+
+def log_cross_shared(
+    spectra: list[Spectrum], ranks: list[int], sample: Centred, variances: list
+) -> list[tuple[Float[Array, ""], Float[Array, ""]]]:
+    r"""`log_cross` of one sample (`centred(points)`) against several Gaussians at once.
+
+    One matmul rotates the centred sample onto the top `ranks[c]` eigenvectors of every
+    covariance $c$ together: a Gaussian of rank $r < d$ (such as [H]'s generated $q$,
+    rank $\le n - 1$) needs only those, since on the rest of $\mathbb R^d$ the covariance
+    $\Sigma + vI$ is $vI$, so the cost is $O(N d \sum_c r_c)$ rather than $O(N d^2)$ per
+    Gaussian. $|x_i - \mu|^2$ comes from
     $|x_i - \bar x|^2 - 2 (x_i - \bar x) \cdot (\mu - \bar x) + |\mu - \bar x|^2$, which keeps
     full relative accuracy on centred points. Each quadratic form's weights are folded
     into the rotation (`_quadratic_scale`), so that each costs one pass over its rotated
     points.
     """
-    centre = jnp.mean(points, axis=0)
-    x = points - centre
-    norms = jnp.sum(x * x, axis=-1)
+    centre, x, norms = sample.centre, sample.points, sample.norms
     tops = [
         spec.evecs[:, spec.evals.shape[-1] - r :] * _quadratic_scale(spec.evals, r, var)
         for spec, r, var in zip(spectra, ranks, variances)

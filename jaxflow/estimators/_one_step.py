@@ -16,8 +16,8 @@ from .._checks import (
 )
 from .._workarounds import map_lapack
 from ..data import Gaussian
-from ._gaussian import check_isotropic, kl_divergence, spectral_divergences, spectrum
-from ._kernel import KernelMixture, log_cross_shared, log_gaussian_cross, PairSums
+from ._gaussian import check_isotropic, spectral_divergences, spectrum
+from ._kernel import centred, KernelMixture, log_cross_shared, log_gaussian_cross, PairSums
 from ._reference import (
     reference_cross_term,
     reference_from_terms,
@@ -73,7 +73,7 @@ def one_step_distances(
     $q$), and the eigendecomposition of each $q$, from which $\mathrm{KL}(q \,\|\, p)$
     and $H^2(q, p)$ follow for an isotropic $p$ in $O(d^2)$ (no factorisation of $p$).
     Everything that sees $q$ alone (eigendecompositions, and under the reference
-    arithmetic KL and Hellinger) runs over the stacked $q$'s with
+    arithmetic its Hellinger distance) runs over the stacked $q$'s with
     `jaxflow._workarounds.map_lapack`: `jax.vmap`, except on XLA:CPU, where a batched
     LAPACK call can deadlock and it loops with `jax.lax.map` instead.
 
@@ -233,13 +233,15 @@ def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size, 
         ref_terms = mixture_terms(
             ref, dtype, gram_dtype=gram_dtype, block_size=block_size, pairs=pairs
         )
+        # Centred once, outside the loop over rows.
+        sample = centred(reference)
 
         def rotate(row, x0, mask):
             # One matmul per row rotates the reference sample for every convention: q has
             # rank at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
             rank = min(x0.shape[0] - 1, d)
             spectra = [_row(row, c) for c in range(n_conv)]
-            crosses = log_cross_shared(spectra, [rank] * n_conv, reference, [ref.eps2] * n_conv)
+            crosses = log_cross_shared(spectra, [rank] * n_conv, sample, [ref.eps2] * n_conv)
             return tuple(jnp.stack(x) for x in zip(*crosses))
 
         lse, eta = _over_rows(rotate, specs, x0s, groups)
@@ -318,7 +320,10 @@ def _reference(qs, x0s, groups, reference, p, s, bandwidth, block_size, pairs):
         )
     )(train_self, train_cross, ref_self, ref_cross)
     kl, hellinger = _unflat(
-        map_lapack(lambda q: (kl_divergence(q, p), reference_hellinger_squared(q, p)), flat),
+        map_lapack(
+            lambda q: (spectral_divergences(spectrum(q), p)[0], reference_hellinger_squared(q, p)),
+            flat,
+        ),
         grid,
     )
     return rels, kl, hellinger
