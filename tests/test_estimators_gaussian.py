@@ -7,7 +7,12 @@ import scipy.integrate
 import scipy.stats
 from helpers import count_compilations
 from jaxflow.data import Gaussian
-from jaxflow.estimators import hellinger_squared, kl_divergence, kl_infinite_data
+from jaxflow.estimators import (
+    hellinger_squared,
+    isotropic_divergences,
+    kl_divergence,
+    kl_infinite_data,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,3 +223,65 @@ def test_float32_inputs_stay_float32():
     p = Gaussian.isotropic(3, dtype=jnp.float32)
     assert kl_divergence(q, p).dtype == jnp.float32
     assert hellinger_squared(q, p).dtype == jnp.float32
+
+
+# ---------------------------------------------------------------------------------------
+# Both divergences against an isotropic p from q's own eigendecomposition.
+# ---------------------------------------------------------------------------------------
+
+
+def _isotropic(rng, d, std):
+    return as_gaussian(rng.normal(size=d), std**2 * np.eye(d))
+
+
+# One dimension throughout: each function compiles once.
+_D = 5
+
+
+def test_isotropic_divergences_equal_the_general_ones():
+    rng = np.random.default_rng(10)
+    d = _D
+    p = _isotropic(rng, d, 1.7)
+    for _ in range(3):
+        q = as_gaussian(*random_gaussian(rng, d, scale=2.0))
+        kl, h2 = isotropic_divergences(q, p)
+        np.testing.assert_allclose(kl, kl_divergence(q, p), rtol=1e-10)
+        np.testing.assert_allclose(h2, hellinger_squared(q, p), rtol=1e-10)
+
+
+def test_isotropic_divergences_of_a_singular_q_are_inf_and_one():
+    rng = np.random.default_rng(12)
+    d = _D
+    p = _isotropic(rng, d, 0.8)
+    for rank in (1, 3):
+        mean, cov, _ = _degenerate(rng, d, rank)
+        q = as_gaussian(mean, cov)
+        kl, h2 = isotropic_divergences(q, p)
+        assert np.isposinf(kl) and float(h2) == 1.0
+        assert np.isposinf(kl_divergence(q, p)) and float(hellinger_squared(q, p)) == 1.0
+
+
+def test_isotropic_divergences_of_a_diagonal_q_against_per_coordinate_formulas():
+    # For diagonal q and p = N(m, s^2 I) both factor over coordinates:
+    # KL = sum_k [ln(s / t_k) + (t_k^2 + (mu_k - m_k)^2) / (2 s^2) - 1/2] and
+    # BC = prod_k sqrt(2 t_k s / (t_k^2 + s^2)) exp(-(mu_k - m_k)^2 / (4 (t_k^2 + s^2))).
+    rng = np.random.default_rng(13)
+    d, s = _D, 1.3
+    t, mu, m = rng.uniform(0.3, 2.5, d), rng.normal(size=d), rng.normal(size=d)
+    kl = np.sum(np.log(s / t) + (t**2 + (mu - m) ** 2) / (2 * s**2) - 0.5)
+    bc = np.prod(
+        np.sqrt(2 * t * s / (t**2 + s**2)) * np.exp(-((mu - m) ** 2) / (4 * (t**2 + s**2)))
+    )
+    got_kl, got_h2 = isotropic_divergences(
+        as_gaussian(mu, np.diag(t**2)), as_gaussian(m, s**2 * np.eye(d))
+    )
+    np.testing.assert_allclose(got_kl, kl, rtol=1e-12)
+    np.testing.assert_allclose(got_h2, 1 - bc, rtol=1e-12)
+
+
+def test_isotropic_divergences_refuse_a_p_that_is_not_isotropic():
+    q = Gaussian.isotropic(3)
+    with pytest.raises(ValueError, match="`p` must be isotropic"):
+        isotropic_divergences(q, as_gaussian(np.zeros(3), np.diag([1.0, 1.0, 2.0])))
+    with pytest.raises(ValueError, match="`p` must be isotropic"):
+        isotropic_divergences(q, as_gaussian(np.zeros(3), np.eye(3) + 0.1 * (1 - np.eye(3))))
