@@ -1,6 +1,7 @@
 """The transition estimators of [H] (Section 4): P(Delta > 0) with Wilson intervals and
 its coverage, and the crossing point n* on synthetic P curves."""
 
+import jax
 import jax.random as jr
 import numpy as np
 import pytest
@@ -39,6 +40,53 @@ def test_transition_point_first_last_and_none():
     np.testing.assert_allclose(last.n_star, 8 * 2 ** (0.4 / 0.8), rtol=1e-12)
     never = transition_point(ns, np.zeros((10, 5), bool), key=jr.key(0), resamples=50)
     assert np.isnan(never.n_star) and never.crossing_fraction == 0
+
+
+def _numpy_crossing(ns, fraction, level, which):
+    """The first or last upward crossing of `level`, linear in log n (NaN without one)."""
+    up = np.flatnonzero((fraction[:-1] < level) & (fraction[1:] >= level))
+    if up.size == 0:
+        return np.nan
+    g = up[0] if which == "first" else up[-1]
+    t = (level - fraction[g]) / (fraction[g + 1] - fraction[g])
+    return np.exp(np.log(ns[g]) + t * (np.log(ns[g + 1]) - np.log(ns[g])))
+
+
+# A curve with two upward crossings of 1/2 (40 repetitions), and the crossings, bootstrap
+# intervals and crossing fractions that transition_point gave (key 5, 300 resamples) when
+# each crossing had its own program: sharing one must not change a bit.
+_TWO_CROSSINGS = ((10, 20, 30, 40, 60, 80), np.array([0.2, 0.6, 0.4, 0.7, 0.3, 0.8]))
+_EARLIER = {
+    "first": (16.990235884354025, 14.497172063105028, 35.078815946909444, 1.0),
+    "last": (65.49016479577422, 61.666624636305315, 68.42110869682696, 1.0),
+}
+
+
+def test_first_and_last_share_one_program_and_match_a_numpy_bootstrap():
+    ns, p = _TWO_CROSSINGS
+    positive = np.random.default_rng(3).random((40, len(ns))) < p
+    key, resamples = jr.key(5), 300  # not a whole number of batches
+    # The resampled repetitions, as the bootstrap draws them: one key per resample.
+    index = np.asarray(jax.vmap(lambda k: jr.randint(k, (40,), 0, 40))(jr.split(key, resamples)))
+    curves = positive[index].mean(axis=1)
+    points = {}
+    for which in ("last", "first"):
+        with count_compilations() as compiled:
+            points[which] = transition_point(ns, positive, key=key, which=which, resamples=300)
+        if which == "first":  # the program that gave "last" serves it
+            assert compiled[0] == 0
+        draws = np.array([_numpy_crossing(np.asarray(ns), f, 0.5, which) for f in curves])
+        expected = (
+            _numpy_crossing(np.asarray(ns), positive.mean(axis=0), 0.5, which),
+            *np.nanquantile(draws, [0.025, 0.975]),
+            np.mean(~np.isnan(draws)),
+        )
+        got = [points[which].n_star, points[which].lower, points[which].upper]
+        np.testing.assert_allclose(got, expected[:3], rtol=1e-12)
+        assert points[which].crossing_fraction == expected[3]
+    for which, point in points.items():
+        fields = (point.n_star, point.lower, point.upper, point.crossing_fraction)
+        np.testing.assert_array_equal(np.array(fields), _EARLIER[which])
 
 
 def test_transition_point_recovers_a_logistic_curve():

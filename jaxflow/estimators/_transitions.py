@@ -123,21 +123,39 @@ def crossing(
     return jnp.where(jnp.any(up), jnp.exp(log_n), jnp.nan)
 
 
+# The upward crossings a bootstrap estimates, both from the same resamples.
+_CROSSINGS = ("first", "last")
+# Resamples per vectorised batch of the bootstrap: its memory is a batch's resampled curves.
+_BATCH = 256
+
+
 @eqx.filter_jit
-def _bootstrap(key, ns, positive, level, which, resamples, confidence):
+def _bootstrap(key, ns, positive, level, resamples, confidence):
+    """`(n_star, lower, upper, crossing_fraction)` of each crossing of `_CROSSINGS`, keyed
+    by it: one program for `which="first"` and `"last"`, each as if computed alone."""
     repetitions = positive.shape[0]
     values = positive.astype(ns.dtype)
-    point = crossing(ns, jnp.mean(values, axis=0), level, which)
+
+    def crossings(fraction):
+        return jnp.stack([crossing(ns, fraction, level, which) for which in _CROSSINGS])
 
     def one(k):
         index = jr.randint(k, (repetitions,), 0, repetitions)
-        return crossing(ns, jnp.mean(values[index], axis=0), level, which)
+        return crossings(jnp.mean(values[index], axis=0))
 
-    draws = jax.lax.map(one, jr.split(key, resamples), batch_size=256)
-    crossed = ~jnp.isnan(draws)
+    # Whole batches only, the keys padded with copies of the last and the extra draws
+    # dropped: a remainder would compile the body a second time.
+    keys = jr.split(key, resamples)
+    keys = keys[np.minimum(np.arange(-(-resamples // _BATCH) * _BATCH), resamples - 1)]
+    draws = jax.lax.map(one, keys, batch_size=_BATCH)[:resamples]
+    points = crossings(jnp.mean(values, axis=0))
     alpha = 0.5 * (1.0 - confidence)
-    lower, upper = jnp.nanquantile(draws, jnp.asarray([alpha, 1.0 - alpha], ns.dtype))
-    return point, lower, upper, jnp.mean(crossed.astype(ns.dtype))
+    out = {}
+    for i, which in enumerate(_CROSSINGS):
+        lower, upper = jnp.nanquantile(draws[:, i], jnp.asarray([alpha, 1.0 - alpha], ns.dtype))
+        crossed = jnp.mean((~jnp.isnan(draws[:, i])).astype(ns.dtype))
+        out[which] = (points[i], lower, upper, crossed)
+    return out
 
 
 def transition_point(
@@ -163,7 +181,9 @@ def transition_point(
     The bootstrap resamples repetitions with replacement, jointly over the grid (the
     cells of a repetition share its reference sample in
     [`jaxflow.studies.relative_distance_sweep`][], and a joint resample is valid
-    whether or not the cells are independent), and recomputes $n^*$.
+    whether or not the cells are independent), and recomputes $n^*$. For one `key`,
+    `which="first"` and `"last"` read the same resamples, and one compiled program serves
+    both.
 
     **Arguments:**
 
@@ -207,9 +227,8 @@ def transition_point(
     check_unit_interval(level, "level")
     check_unit_interval(confidence, "confidence")
     resamples = check_positive_int(resamples, "resamples")
-    point, lower, upper, fraction = _bootstrap(
-        key, ns, positive, level, which, resamples, confidence
-    )
+    crossings = _bootstrap(key, ns, positive, level, resamples, confidence)
+    point, lower, upper, fraction = crossings[which]
     return TransitionPoint(
         n_star=point,
         lower=lower,

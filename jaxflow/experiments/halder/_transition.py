@@ -133,8 +133,8 @@ class _AbstractTransition(_AbstractSampling):
 
     def bootstrap_footprint(self) -> float:
         """The memory of one bootstrap of $n^*$, in bytes: every resample's key, its
-        crossing, and the copies that the quantiles sort."""
-        return 32.0 * self.resamples
+        two crossings (first and last), and the copies that the quantiles sort."""
+        return 64.0 * self.resamples
 
 
 def arithmetic_arrays(arrays: Mapping[str, np.ndarray], arithmetic: str) -> dict[str, np.ndarray]:
