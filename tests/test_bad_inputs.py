@@ -132,6 +132,15 @@ def _distances(**kwargs):
     return jf.estimators.one_step_distances(qs, x0s, reference, p, **options)
 
 
+def _no_squares():
+    # Refused before any use, so any values do.
+    return jf.estimators.PairSums(jnp.zeros(()), jnp.zeros(()), None)
+
+
+def _skewed():
+    return Gaussian(jnp.zeros(3), jnp.diag(jnp.array([1.0, 1.0, 2.0])))
+
+
 def _sweep(**kwargs):
     options = dict(key=KEY, d=3, repetitions=2, reference_size=20)
     options.update(kwargs)
@@ -360,6 +369,17 @@ CASES = [
     Case(f"{E}.one_step_distances", "masks", "2 masks for 1 group", lambda: _distances(x0s=[X0[None]], masks=[np.ones((1, 6), bool)] * 2), ValueError, r"`masks` must hold one mask array per group"),
     Case(f"{E}.one_step_distances", "masks[0]", "shape (1, 5) for (1, 6, 3)", lambda: _distances(x0s=[X0[None]], masks=[np.ones((1, 5), bool)]), ValueError, r"`masks\[0\]` must be booleans of shape \(rows, n\)"),
     Case(f"{E}.one_step_distances", "masks[0]", "keeps 1 row", lambda: _distances(x0s=[X0[None]], masks=[np.arange(6)[None] < 1]), ValueError, r"keeps 1 rows .* at least 2"),
+    Case(f"{E}.one_step_distances", "reference_pairs", "PairSums with reference=None", lambda: _distances(reference_pairs=_no_squares()), ValueError, r"`reference_pairs` must be the `PairSums` of the reference sample"),
+    Case(f"{E}.one_step_distances", "reference_pairs", "an array", lambda: _distances(reference=X0 + 1.0, reference_pairs=jnp.zeros(())), ValueError, r"`reference_pairs` must be the `PairSums` of the reference sample"),
+    Case(f"{E}.one_step_distances", "reference_pairs", 'no squares, arithmetic="reference"', lambda: _distances(reference=X0 + 1.0, arithmetic="reference", reference_pairs=_no_squares()), ValueError, r"lacks the reference arithmetic's squares"),
+    Case(f"{E}.one_step_distances", "p", "cov diag(1, 1, 2)", lambda: _distances(p=_skewed()), ValueError, r"must be isotropic"),
+    Case(f"{E}.pair_sums", "mix", "an array", lambda: jf.estimators.pair_sums(X0), TypeError, r"`mix` must be a `KernelMixture`"),
+    Case(f"{E}.pair_sums", "gram_dtype", "int32", lambda: jf.estimators.pair_sums(KernelMixture(X0), gram_dtype=jnp.int32), TypeError, r"must be a floating dtype or None"),
+    Case(f"{E}.pair_sums", "block_size", "0", lambda: jf.estimators.pair_sums(KernelMixture(X0), block_size=0), ValueError, r"positive int"),
+    Case(f"{E}.pair_sums", "block_size", "64.5", lambda: jf.estimators.pair_sums(KernelMixture(X0), block_size=64.5), ValueError, NOT_INT),
+    Case(f"{E}.isotropic_divergences", "q", "an array", lambda: jf.estimators.isotropic_divergences(np.zeros(3), _p()), TypeError, r"`q` and `p` must be `jaxflow.data.Gaussian`s"),
+    Case(f"{E}.isotropic_divergences", "p", "d = 4 for q of d = 3", lambda: jf.estimators.isotropic_divergences(_q(), Gaussian.isotropic(4)), ValueError, r"`q` and `p` must have the same dimension"),
+    Case(f"{E}.isotropic_divergences", "p", "cov diag(1, 1, 2)", lambda: jf.estimators.isotropic_divergences(_q(), _skewed()), ValueError, r"must be isotropic"),
     Case(f"{E}.virtual_point_stability", "sizes", "(2.5,)", lambda: _stability(sizes=(2.5,)), ValueError, NOT_INT),
     Case(f"{E}.virtual_point_stability", "sizes", "(5,) for 3 edges", lambda: _stability(sizes=(5,)), ValueError, r"each in \[0, 3\]"),
     Case(f"{E}.virtual_point_stability", "sizes", "2 (not a sequence)", lambda: _stability(sizes=2), TypeError, r"must be a sequence of ints"),
@@ -394,6 +414,10 @@ CASES = [
     Case(f"{S}.relative_distance_sweep", "block_size", "0", lambda: _sweep(block_size=0), ValueError, r"positive int"),
     Case(f"{S}.relative_distance_sweep", "conventions", '("transpose",)', lambda: _sweep(conventions=("transpose",)), ValueError, r"`conventions` must be a non-empty tuple"),
     Case(f"{S}.relative_distance_sweep", "gram_dtype", '"int8"', lambda: _sweep(gram_dtype="int8"), TypeError, r"must be a floating dtype or None"),
+    Case(f"{S}.relative_distance_sweep", "arithmetic", "()", lambda: _sweep(arithmetic=()), ValueError, r"must be one of .* or a tuple of distinct ones"),
+    Case(f"{S}.relative_distance_sweep", "arithmetic", '("exact", "exact")', lambda: _sweep(arithmetic=("exact", "exact")), ValueError, r"must be one of .* or a tuple of distinct ones"),
+    Case(f"{S}.relative_distance_sweep", "arithmetic", '("exact", "x")', lambda: _sweep(arithmetic=("exact", "x")), ValueError, r"must be one of .* or a tuple of distinct ones"),
+    Case(f"{S}.relative_distance_sweep", "arithmetic", '{"exact"} (a set)', lambda: _sweep(arithmetic={"exact"}), ValueError, r"must be one of .* or a tuple of distinct ones"),
     Case(f"{S}.sweep_inputs", "n", "4.5", lambda: _inputs(n=4.5), ValueError, NOT_INT),
     Case(f"{S}.sweep_inputs", "repetition", "-1", lambda: _inputs(repetition=-1), ValueError, r"must be an int >= 0"),
     Case(f"{S}.sweep_inputs", "lam", "0", lambda: _inputs(lam=0.0), ValueError, POSITIVE),
