@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.special
 import scipy.stats
 from helpers import count_compilations
 from jaxflow.data import Gaussian
@@ -19,8 +20,10 @@ from jaxflow.estimators import (
     KernelMixture,
     l2_distance,
     log_l2_distance,
+    pair_sums,
     relative_distance,
 )
+from jaxflow.estimators._reference import reference_self_term
 
 
 def gaussian(mean, cov, dtype=jnp.float64):
@@ -241,20 +244,14 @@ def _np_terms(mean, cov, points, s=1.0):
     """log 2 int q r and log of the off-diagonal self term, with explicit inverses and
     explicit differences."""
     n, d = points.shape
-    eps2 = s**2 * n ** (-2 / d)
+    eps2 = _np_eps2(n, d, s, 1.0)
     c = cov + eps2 * np.eye(d)
     inv = np.linalg.inv(c)
     _, logdet = np.linalg.slogdet(c)
     y = points - mean
     logs = -0.5 * (d * np.log(2 * np.pi) + logdet + np.einsum("ij,jk,ik->i", y, inv, y))
     cross = np.log(2) + scipy.special.logsumexp(logs) - np.log(n)
-    sq = ((points[:, None] - points[None]) ** 2).sum(-1)
-    off = ~np.eye(n, dtype=bool)
-    pairs = (
-        -2 * np.log(n)
-        - d / 2 * np.log(4 * np.pi * eps2)
-        + scipy.special.logsumexp(-sq[off] / (4 * eps2))
-    )
+    pairs = -2 * np.log(n) - d / 2 * np.log(4 * np.pi * eps2) + _np_log_pairs(points, eps2)
     return cross, pairs
 
 
@@ -320,18 +317,63 @@ def test_float32_sign_is_right_when_certain():
     assert agree >= 3
 
 
+_F32 = np.float32
+# The reference adds up its kernel self term over squares of this many points.
+_SQUARE = 25
+
+
+def _np_eps2(n, d, s, bandwidth):
+    """The bandwidth rule, eps^2 = c^2 s^2 N^(-2/d)."""
+    return (bandwidth * s) ** 2 * n ** (-2.0 / d)
+
+
+def _np_exponents(x, eps2):
+    """-|x_i - x_j|^2 / (4 eps^2) from explicit differences, float64."""
+    return -((x[:, None] - x[None]) ** 2).sum(-1) / (4 * eps2)
+
+
+def _np_log_pairs(x, eps2):
+    """ln sum_{i != j} exp(-|x_i - x_j|^2 / 4 eps^2) over ordered pairs, float64."""
+    return scipy.special.logsumexp(_np_exponents(x, eps2)[~np.eye(len(x), dtype=bool)])
+
+
+def _np_squares(x, eps):
+    """The float32 sums of exp(-|x_i - x_j|^2 / 4 eps^2) over every square of 25 x 25
+    points, diagonal included, from explicit float32 differences, as the reference formed
+    them."""
+    x = np.asarray(x, _F32)
+    blocks = math.ceil(len(x) / _SQUARE)
+    out = np.zeros((blocks, blocks), _F32)
+    for i in range(blocks):
+        for j in range(blocks):
+            diff = (
+                x[i * _SQUARE : (i + 1) * _SQUARE, None] - x[None, j * _SQUARE : (j + 1) * _SQUARE]
+            )
+            out[i, j] = np.exp(-(diff**2).sum(-1) / _F32(4 * eps * eps)).sum(dtype=_F32)
+    return out
+
+
+def _np_sequential(squares):
+    """The reference's float32 total: the squares added one by one, row-major."""
+    total = _F32(0)
+    for value in np.asarray(squares, _F32).reshape(-1):
+        total = _F32(total + value)
+    return total
+
+
+def _np_eps32(n, d, s=1.0, bandwidth=1.0):
+    """The reference's float32 bandwidth."""
+    return _F32(bandwidth * s) * _F32(n) ** _F32(-1.0 / d)
+
+
 def _np_reference_distance(mean, cov, points, s=1.0):
     """The reference implementation's arithmetic, written with NumPy: float32, explicit
     differences summed in 25 x 25 blocks, one inverse per point, (2 pi)^(1/2)."""
     f = np.float32
     x, mean, cov = points.astype(f), mean.astype(f), cov.astype(f)
     n, d = x.shape
-    eps = f(s) * f(n) ** f(-1.0 / d)
-    total = f(0)
-    for i in range(0, n, 25):
-        for j in range(0, n, 25):
-            diff = x[i : i + 25, None, :] - x[None, j : j + 25, :]
-            total = f(total + np.exp(-(diff**2).sum(-1) / f(4 * eps * eps)).sum(dtype=f))
+    eps = _np_eps32(n, d, s)
+    total = _np_sequential(_np_squares(x, eps))
     self_term = (
         total / f(n * n) / np.sqrt(f(2 * np.pi) * np.linalg.det(2 * eps * eps * np.eye(d, dtype=f)))
     )
@@ -456,3 +498,147 @@ def test_masked_mixture_is_the_mixture_of_its_kept_points(arithmetic):
             arithmetic=arithmetic,
         )
     assert compiled[0] == 0
+
+
+# ---------------------------------------------------------------------------------------
+# The pair sums of a sample, shared by both arithmetics, against NumPy: the exact
+# log-sum, the reference's 25 x 25 squares, and the squares left out as negligible.
+# ---------------------------------------------------------------------------------------
+
+# A term below e^_THRESHOLD (2^-25 / 625) is too small to change the reference's
+# float32 total.
+_THRESHOLD = math.log(2.0**-25 / _SQUARE**2)
+# Compiled once per option set (as a sweep calls them): eager, each call retraces a scan.
+_pair_sums = eqx.filter_jit(pair_sums)
+_reference_self_term = eqx.filter_jit(reference_self_term)
+
+
+# N = 130 (not a multiple of 25) with block_size 60: three blocks of 50 rows, so that the
+# scan, the blocks above the diagonal and their transposes all take part; c = 2 keeps
+# most terms well above the negligible ones.
+_N, _D, _S, _C, _BLOCK = 130, 3, 1.3, 2.0, 60
+
+
+@pytest.fixture(scope="module")
+def sample():
+    rng = np.random.default_rng(11)
+    return 5.0 + _S * rng.normal(size=(_N, _D))
+
+
+def test_pair_sums_log_sum_is_the_off_diagonal_kernel_sum(sample):
+    eps2 = _np_eps2(_N, _D, _S, _C)
+    want = _np_log_pairs(sample, eps2)
+    mix = KernelMixture(sample, _S, _C)
+    np.testing.assert_allclose(float(mix.eps2), eps2, rtol=1e-14)
+    exact = _pair_sums(mix, gram_dtype=None, block_size=_BLOCK)
+    assert exact.squares is None
+    assert abs(float(exact.log_sum) - want) <= 1e-12
+    assert float(exact.log_error) < math.log(1e-11)
+    # A float32 Gram matrix: within its own bound, which is not vacuous.
+    single = _pair_sums(mix, gram_dtype=jnp.float32, block_size=_BLOCK, reference_blocks=True)
+    error = abs(math.expm1(float(single.log_sum) - want))
+    assert 0 < error <= math.exp(float(single.log_error)) < 1e-2
+    # One block instead of a scan over three: the same sum.
+    whole = _pair_sums(mix, gram_dtype=None, block_size=1024)
+    assert abs(float(whole.log_sum) - want) <= 1e-12
+
+
+def test_pair_sums_squares_are_the_reference_25_by_25_sums(sample):
+    mix = KernelMixture(sample, _S, _C)
+    got = _pair_sums(mix, gram_dtype=jnp.float32, block_size=_BLOCK, reference_blocks=True)
+    want = _np_squares(sample, math.sqrt(_np_eps2(_N, _D, _S, _C)))
+    assert got.squares.shape == (6, 6) and got.squares.dtype == jnp.float32
+    # Most terms count: the squares are far from their diagonal counts alone.
+    assert np.min(want[~np.eye(6, dtype=bool)]) > 1.0
+    np.testing.assert_allclose(got.squares, want, rtol=1e-5)
+    # The same squares from one block, without a scan.
+    whole = _pair_sums(mix, gram_dtype=jnp.float32, block_size=1024, reference_blocks=True)
+    np.testing.assert_allclose(whole.squares, want, rtol=1e-5)
+
+
+def test_pair_sums_of_a_masked_sample_are_those_of_its_kept_rows(sample):
+    # 110 kept rows (not a multiple of 25) among 130: the padding rows, far away junk,
+    # add exact zeros to the squares they share with kept rows.
+    kept = 110
+    padded = sample.copy()
+    padded[kept:] = 1e3 * np.random.default_rng(12).normal(size=(_N - kept, _D))
+    mix = KernelMixture(padded, _S, _C, mask=np.arange(_N) < kept)
+    got = _pair_sums(mix, gram_dtype=jnp.float32, block_size=_BLOCK, reference_blocks=True)
+    x = sample[:kept]
+    eps2 = _np_eps2(kept, _D, _S, _C)
+    want = _np_squares(x, math.sqrt(eps2))
+    assert got.squares.shape == (6, 6)
+    np.testing.assert_allclose(got.squares[:5, :5], want, rtol=1e-5)
+    np.testing.assert_array_equal(got.squares[5], 0.0)
+    np.testing.assert_array_equal(got.squares[:, 5], 0.0)
+    error = abs(math.expm1(float(got.log_sum) - _np_log_pairs(x, eps2)))
+    assert error <= math.exp(float(got.log_error))
+
+
+def _far_sample(rng, n=300, d=80):
+    """Points of N(10, I) at d = 80 with bandwidth 0.8: every pair's term lies far below
+    e^-24, under the reference's float32 resolution."""
+    return 10.0 + rng.normal(size=(n, d)), 0.8
+
+
+def _reference_total(squares, shape):
+    """The reference's sequential float32 total of NumPy `squares`, as the first of
+    zero squares of `shape`: added to zeros it stays bitwise itself, and goes through
+    `reference_self_term`'s own normalisation."""
+    out = np.zeros(shape, _F32)
+    out[0, 0] = _np_sequential(squares)
+    return out
+
+
+def test_reference_self_term_unchanged_by_the_negligible_squares():
+    x, c = _far_sample(np.random.default_rng(13))
+    n, d = x.shape
+    mix = KernelMixture(x, 1.0, c)
+    exponents = _np_exponents(x, _np_eps2(n, d, 1.0, c))
+    assert np.max(exponents[~np.eye(n, dtype=bool)]) < -24
+    # Every block (three of 100 points) was skipped: each square holds its diagonal's
+    # count alone.
+    squares = _pair_sums(mix, gram_dtype=jnp.float32, block_size=100, reference_blocks=True)
+    np.testing.assert_array_equal(squares.squares, np.diag([25.0] * 12))
+    want = _reference_self_term(
+        mix, _reference_total(_np_squares(x, _np_eps32(n, d, 1.0, c)), (12, 12))
+    )
+    got = _reference_self_term(mix)
+    assert got.dtype == jnp.float32 and np.array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_reference_self_term_with_some_blocks_reduced_and_some_skipped():
+    # Three blocks of 100 points. One pair per block placed at a chosen exponent: e^-2 in
+    # the first (it moves the total by ~1e-3), just above the threshold in the second
+    # (reduced), just below it in the third (skipped); every other term is below e^-30.
+    rng = np.random.default_rng(14)
+    x, c = _far_sample(rng)
+    n, d = x.shape
+    eps2 = _np_eps2(n, d, 1.0, c)
+    for first, exponent in [(0, -2.0), (100, _THRESHOLD + 0.7), (200, _THRESHOLD - 0.7)]:
+        u = rng.normal(size=d)
+        x[first + 1] = x[first] + u / np.linalg.norm(u) * math.sqrt(-4 * eps2 * exponent)
+    exponents = _np_exponents(x, eps2)
+    np.fill_diagonal(exponents, -np.inf)
+    top = {
+        (i, j): exponents[100 * i : 100 * (i + 1), 100 * j : 100 * (j + 1)].max()
+        for i in range(3)
+        for j in range(i, 3)
+    }
+    assert top[1, 1] > _THRESHOLD > top[2, 2]
+    assert max(top[0, 1], top[0, 2], top[1, 2]) < -24
+    mix = KernelMixture(x, 1.0, c)
+    squares = _pair_sums(mix, gram_dtype=jnp.float32, block_size=100, reference_blocks=True)
+    squares = np.asarray(squares.squares)
+    # The first two diagonal blocks are reduced: their squares off the diagonal hold
+    # their tiny terms. The third is skipped, and so is every block off the diagonal
+    # (above it, and the transposes below it).
+    off = ~np.eye(4, dtype=bool)
+    assert np.all(squares[:4, :4][off] > 0) and np.all(squares[4:8, 4:8][off] > 0)
+    np.testing.assert_array_equal(squares[8:, 8:], np.diag([25.0] * 4))
+    block = np.arange(12) // 4
+    np.testing.assert_array_equal(squares[block[:, None] != block[None]], 0.0)
+    oracle = _np_squares(x, _np_eps32(n, d, 1.0, c))
+    assert _np_sequential(oracle) > n + 0.2
+    want = _reference_self_term(mix, _reference_total(oracle, (12, 12)))
+    np.testing.assert_allclose(_reference_self_term(mix, squares), want, rtol=1e-6)
