@@ -13,16 +13,19 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import count_compilations
+from helpers import count_compilations, tree_equal, without_runtime_typechecks
 from jaxflow.data import Gaussian
 from jaxflow.estimators import (
     hellinger_squared,
     KernelMixture,
     kl_divergence,
+    one_step_distances,
+    pair_sums,
+    PairSums,
     relative_distance,
 )
 from jaxflow.experiments.halder import LinearDistanceVsN
-from jaxflow.flows import one_step_gaussian
+from jaxflow.flows import COVARIANCE_CONVENTIONS, one_step_gaussian
 from jaxflow.studies import (
     relative_distance_arrays,
     relative_distance_sweep,
@@ -235,3 +238,114 @@ def test_padding_groups_pad_the_reference_grid_once_and_wide_grids_at_most_twofo
     groups = _padding_groups(sizes, 10_000)
     assert tuple(n for _, group in groups for n in group) == sizes
     assert all(rows == max(group) and 2 * min(group) > rows for rows, group in groups)
+
+
+# ---------------------------------------------------------------------------------------
+# Both arithmetics in one pass: the reference sample's pair sums formed once, and the
+# sweep of both arithmetics against the sweeps of each.
+# ---------------------------------------------------------------------------------------
+
+
+def _generated(inputs, dtype, conventions=COVARIANCE_CONVENTIONS):
+    """The generated q's of each cell's training set (rows) under each of `conventions`
+    (columns), fitted in `dtype`, as the sweep forms them."""
+    T, lam = jnp.asarray(1.5, dtype), jnp.asarray(0.7, dtype)
+    qs = []
+    for x0, xt, _ in inputs:
+        x0, xt = x0.astype(dtype), xt.astype(dtype)
+        fit = fit_affine(x0, xt)
+        qs += [one_step_gaussian(fit, x0, T=T, lam=lam, convention=c) for c in conventions]
+    shape = (len(inputs), len(conventions))
+    return jax.tree.map(lambda *xs: jnp.stack(xs).reshape(shape + xs[0].shape), *qs)
+
+
+_pair_sums = eqx.filter_jit(pair_sums)
+_distances = eqx.filter_jit(one_step_distances)
+
+
+@pytest.mark.parametrize("arithmetic", ["exact", pytest.param("reference", marks=pytest.mark.slow)])
+def test_one_step_distances_with_precomputed_pair_sums_are_bitwise_the_same(arithmetic):
+    # One training set and one convention (each is traced on its own): n = 4 < d, W^T W.
+    inputs = [_inputs(0, NS[0])]
+    reference = inputs[0][2]
+    p = Gaussian.isotropic(D, 3.0, 1.5)
+    # One set of pair sums for both arithmetics, as the sweep forms it: a float32 Gram
+    # matrix, the reference's squares, and blocks of 25 rows (a scan over three blocks).
+    pairs = _pair_sums(
+        KernelMixture(reference, 1.5), gram_dtype=jnp.float32, block_size=25, reference_blocks=True
+    )
+    dtype = jnp.float64 if arithmetic == "exact" else jnp.float32
+    qs = _generated(inputs, dtype, ("reference",))
+    x0s = [x0.astype(dtype) for x0, _, _ in inputs]
+    options = dict(s=1.5, arithmetic=arithmetic, gram_dtype=jnp.float32, block_size=25)
+    alone = _distances(qs, x0s, reference, p, **options)
+    shared = _distances(qs, x0s, reference, p, **options, reference_pairs=pairs)
+    assert tree_equal(alone, shared)
+    # ... and the pair sums given are the ones used: spoiling them changes Delta.
+    if arithmetic == "exact":
+        spoiled = eqx.tree_at(lambda s: s.log_sum, pairs, pairs.log_sum + 1.0)
+    else:
+        spoiled = eqx.tree_at(lambda s: s.squares, pairs, 2 * pairs.squares)
+    other = _distances(qs, x0s, reference, p, **options, reference_pairs=spoiled)
+    assert not np.array_equal(other[0].log_abs, alone[0].log_abs)
+
+
+def test_one_step_distances_refuse_pair_sums_they_cannot_use():
+    x0, _, reference = _inputs(0, NS[0])
+    p = Gaussian.isotropic(D, 3.0, 1.5)
+    qs = jax.tree.map(lambda x: x[None, None], p)
+    # Refused before any use, so any values do.
+    exact_only = PairSums(jnp.zeros(()), jnp.zeros(()), None)
+    with pytest.raises(ValueError, match="`reference_pairs` lacks the reference arithmetic"):
+        one_step_distances(
+            qs, [x0], reference, p, s=1.5, arithmetic="reference", reference_pairs=exact_only
+        )
+    with pytest.raises(ValueError, match="`reference_pairs` must be the `PairSums`"):
+        one_step_distances(qs, [x0], None, p, s=1.5, reference_pairs=exact_only)
+    with without_runtime_typechecks():
+        with pytest.raises(ValueError, match="`reference_pairs` must be the `PairSums`"):
+            one_step_distances(qs, [x0], reference, p, s=1.5, reference_pairs=exact_only.log_sum)
+    squashed = Gaussian(p.mean, p.cov.at[0, 0].set(0.5))
+    with pytest.raises(ValueError, match="`p` must be isotropic"):
+        one_step_distances(qs, [x0], reference, squashed, s=1.5)
+
+
+@pytest.fixture(scope="module")
+def both():
+    return relative_distance_sweep(NS, **OPTIONS, arithmetic=("exact", "reference"), key=jr.key(0))
+
+
+def _fields(sweep: RelativeDistanceSweep) -> dict[str, np.ndarray]:
+    return {
+        name: np.asarray(
+            getattr(sweep, name) if name in ("kl", "hellinger") else getattr(sweep.relative, name)
+        )
+        for name in _FIELDS
+    }
+
+
+def test_sweep_of_both_arithmetics_equals_each_arithmetic_alone_bitwise(sweep, both):
+    assert isinstance(both, dict) and list(both) == ["exact", "reference"]
+    alone = relative_distance_sweep(NS, **OPTIONS, arithmetic="reference", key=jr.key(0))
+    for name, single in [("exact", sweep), ("reference", alone)]:
+        assert both[name].arithmetic == name and both[name].ns == single.ns
+        assert both[name].recomputed == single.recomputed
+        _assert_same(_fields(both[name]), single)
+    assert both["reference"].relative.log_abs.dtype == jnp.float32
+    assert both["exact"].relative.log_abs.dtype == jnp.float64
+
+
+@pytest.mark.slow
+def test_sweep_of_both_arithmetics_in_either_order_is_the_same(both):
+    again = relative_distance_sweep(NS, **OPTIONS, arithmetic=("reference", "exact"), key=jr.key(0))
+    assert list(again) == ["reference", "exact"]
+    for name in both:
+        _assert_same(_fields(again[name]), both[name])
+
+
+@pytest.mark.parametrize("arithmetic", [(), ("exact", "exact"), ("x",), {"exact"}, 3])
+def test_sweep_refuses_a_bad_tuple_of_arithmetics(arithmetic):
+    # Refused by the sweep itself, not only by the annotations' checks under test.
+    with without_runtime_typechecks():
+        with pytest.raises(ValueError, match="`arithmetic` must be one of"):
+            relative_distance_sweep(NS, **OPTIONS, arithmetic=arithmetic, key=jr.key(0))
