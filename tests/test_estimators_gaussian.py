@@ -279,6 +279,19 @@ def test_isotropic_divergences_of_a_diagonal_q_against_per_coordinate_formulas()
     np.testing.assert_allclose(got_h2, 1 - bc, rtol=1e-12)
 
 
+def test_isotropic_divergences_of_float32_inputs_stay_float32():
+    rng = np.random.default_rng(14)
+    mean, cov = random_gaussian(rng, _D)
+    p = as_gaussian(np.zeros(_D), 0.6 * np.eye(_D))
+    single = isotropic_divergences(
+        as_gaussian(mean, cov, jnp.float32),
+        Gaussian(p.mean.astype(jnp.float32), p.cov.astype(jnp.float32)),
+    )
+    double = isotropic_divergences(as_gaussian(mean, cov), p)
+    assert all(x.dtype == jnp.float32 for x in single)
+    np.testing.assert_allclose(single, double, rtol=1e-5)
+
+
 def test_isotropic_divergences_refuse_a_p_that_is_not_isotropic():
     q = Gaussian.isotropic(3)
     with pytest.raises(ValueError, match="`p` must be isotropic"):

@@ -138,7 +138,9 @@ def _isotropic_divergences(q: Gaussian, p: Gaussian, rtol: float | None):
 def check_isotropic(p: Gaussian, name: str) -> None:
     r"""Refuse a concrete covariance that is not $\sigma^2 I$."""
     cov = p.cov
-    if is_concrete(cov) and not bool(jnp.all(cov == cov[0, 0] * jnp.eye(cov.shape[-1]))):
+    if is_concrete(cov) and not bool(
+        jnp.all(cov == cov[0, 0] * jnp.eye(cov.shape[-1], dtype=cov.dtype))
+    ):
         raise ValueError(
             f"`{name}` must be isotropic, N(m, s^2 I); its covariance is not a multiple of I."
         )
