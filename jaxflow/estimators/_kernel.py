@@ -303,11 +303,25 @@ def pair_sums(
     mix: KernelMixture, *, gram_dtype=None, block_size: int = 1024, reference_blocks: bool = False
 ) -> PairSums:
     r"""The pair sums of a kernel mixture's points at its kernel variance $v = \varepsilon^2$
-    ([`jaxflow.estimators.PairSums`][]): the $O(N^2 d)$ part of its self-overlap, for both
-    arithmetics at once with `reference_blocks`. Computed once, they can be passed to
+    ([`jaxflow.estimators.PairSums`][]): the $O(N^2 d)$ part of its self-overlap,
+    $\sum_{i \ne j} e^{-\lvert x_i - x_j \rvert^2 / 4v}$, in one pass over blocks of pairs
+    (one matmul and one pass of exponentials each). Computed once, they can be passed to
     [`jaxflow.estimators.one_step_distances`][] (`reference_pairs`), e.g. once per
-    reference sample for the exact and the reference arithmetic; `gram_dtype` and
-    `block_size` as there."""
+    reference sample for both the exact and the reference arithmetic.
+
+    **Arguments:**
+
+    - `mix`: a [`jaxflow.estimators.KernelMixture`][] (its `mask`, if any, is honoured).
+    - `gram_dtype`: the dtype of the matmul and the exponentials; default the points'.
+      float32 is about twice as fast on CPU; `log_error` bounds its rounding.
+    - `block_size`: the pairs are formed in square blocks of about this many points.
+    - `reference_blocks`: also form the reference arithmetic's float32 sums over every
+      square of $25 \times 25$ points (`squares`).
+
+    **Returns:** a [`jaxflow.estimators.PairSums`][].
+    """
+    if not isinstance(reference_blocks, bool):
+        raise TypeError(f"`reference_blocks` must be True or False, got {reference_blocks!r}.")
     mix = check_mixture(mix, "mix")
     check_gram_dtype(gram_dtype)
     check_int(block_size, "block_size", minimum=1)
