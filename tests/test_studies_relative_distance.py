@@ -349,3 +349,28 @@ def test_sweep_refuses_a_bad_tuple_of_arithmetics(arithmetic):
     with without_runtime_typechecks():
         with pytest.raises(ValueError, match="`arithmetic` must be one of"):
             relative_distance_sweep(NS, **OPTIONS, arithmetic=arithmetic, key=jr.key(0))
+
+
+def test_sweep_inputs_are_bitwise_the_draws_the_sweep_compiles():
+    # The sweep draws each training set padded to the largest n, inside its compiled
+    # program (the model's values traced), one size at a time; sweep_inputs must give
+    # those rows bitwise.
+    import jaxflow.studies._relative_distance as module
+
+    model = tuple(jnp.asarray(v) for v in (3.0, 1.5, 1.5, 0.7))
+
+    @jax.jit
+    def drawn(key_rep, m, s, T, lam):
+        def one(n):
+            return module._cell_inputs(key_rep, n, max(NS), D, m, s, T, lam, 1, jnp.float64)
+
+        reference = module._draw(jr.fold_in(key_rep, 0), N_O, D, m, s, jnp.float64)
+        return jax.lax.map(one, jnp.asarray(NS)), reference
+
+    for r in (0, 5):
+        (x0s, xts), reference = drawn(jr.fold_in(jr.key(0), r), *model)
+        for g, n in enumerate(NS):
+            x0, xt, ref = _inputs(r, n)
+            np.testing.assert_array_equal(x0, x0s[g, :n])
+            np.testing.assert_array_equal(xt, xts[g, :n])
+            np.testing.assert_array_equal(ref, reference)

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -105,8 +106,15 @@ def sweep_inputs(
         reference_size = check_int(reference_size, "reference_size", minimum=2)
     check_key(key)
     model = _model(m, s, T, lam, 1.0)
-    dtype = model.m.dtype
     key_rep = jr.fold_in(key, repetition)
+    return _drawn(key_rep, model, n=n, d=d, draws=draws, reference_size=reference_size)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "d", "draws", "reference_size"))
+def _drawn(key_rep, model: "_Model", *, n, d, draws, reference_size):
+    # Compiled, as the sweep draws them: run op by op, m + s z and the forward jump can
+    # round differently in the last bit.
+    dtype = model.m.dtype
     x0, xt = _cell_inputs(key_rep, n, n, d, model.m, model.s, model.T, model.lam, draws, dtype)
     if reference_size is None:
         return x0, xt, None
