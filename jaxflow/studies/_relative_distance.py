@@ -447,9 +447,10 @@ def relative_distance_sweep(
     rounding alone.
 
     Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
-    conventions): about 45 s on 2 CPU cores, most of it the reference sample's
-    $O(N_O^2 d)$ pairwise term, plus about 5 s of compilation, the same for a grid of 4,
-    8 or 16 sizes (`benchmarks/linear.py`).
+    conventions), on 2 CPU cores: about 40 s in exact arithmetic, most of it the
+    reference sample's $O(N_O^2 d)$ pairwise term, plus 4 to 7 s of compilation, the
+    same for a grid of 4, 8 or 16 sizes; both arithmetics in one program about 49 s,
+    against 77 s for two sweeps (`benchmarks/linear.py`).
 
     **Main arguments:**
 
