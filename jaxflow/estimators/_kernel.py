@@ -325,15 +325,15 @@ def pair_sums(
     mix = check_mixture(mix, "mix")
     check_gram_dtype(gram_dtype)
     check_int(block_size, "block_size", minimum=1)
-    points = mix.points
-    return _pair_sums(
-        points,
-        mix.eps2.astype(points.dtype),
-        mask=mix.mask,
-        gram_dtype=gram_dtype,
-        block_size=block_size,
-        reference_blocks=reference_blocks,
+    return mixture_pair_sums(
+        mix, gram_dtype=gram_dtype, block_size=block_size, reference_blocks=reference_blocks
     )
+
+
+def mixture_pair_sums(mix: KernelMixture, **options) -> PairSums:
+    """`_pair_sums` of the mixture's points (as given) at its kernel variance."""
+    points = mix.points
+    return _pair_sums(points, mix.eps2.astype(points.dtype), mask=mix.mask, **options)
 
 
 def _pair_sums(

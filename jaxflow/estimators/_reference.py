@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..data import Gaussian
-from ._kernel import _pair_sums, _unit, KernelMixture
+from ._kernel import _unit, KernelMixture, mixture_pair_sums
 
 
 # The reference counted a Hellinger determinant below this as zero.
@@ -34,14 +34,8 @@ def _count_eps(mix: KernelMixture) -> tuple[Float[Array, ""], Float[Array, ""]]:
 def reference_squares(mix: KernelMixture, *, block_size: int = 1024) -> Float[Array, "B B"]:
     """The float32 sums of the mixture's kernel over every square of 25 x 25 points,
     diagonal included, from a float32 Gram matrix: what the reference added up."""
-    points = mix.points
-    return _pair_sums(
-        points,
-        mix.eps2.astype(points.dtype),
-        mask=mix.mask,
-        gram_dtype=_F32,
-        block_size=block_size,
-        reference_blocks=True,
+    return mixture_pair_sums(
+        mix, gram_dtype=_F32, block_size=block_size, reference_blocks=True
     ).squares
 
 
