@@ -368,14 +368,13 @@ def _check_arithmetics(arithmetic) -> tuple[str, ...]:
     return arithmetics
 
 
-def _check_options(conventions, arithmetic, reference_size, draws, d):
+def _check_options(conventions, reference_size, draws, d):
     conventions = tuple(conventions)
     if not conventions or any(c not in COVARIANCE_CONVENTIONS for c in conventions):
         raise ValueError(
             f"`conventions` must be a non-empty tuple from {COVARIANCE_CONVENTIONS}, "
             f"got {conventions}."
         )
-    _check_arithmetics(arithmetic)
     if reference_size is not None:
         check_int(reference_size, "reference_size", minimum=2)
     check_positive_int(draws, "draws")
@@ -509,13 +508,13 @@ def relative_distance_sweep(
     """
     ns = _check_grid(ns)
     check_key(key)
-    conventions = _check_options(conventions, arithmetic, reference_size, draws, d)
+    conventions = _check_options(conventions, reference_size, draws, d)
+    arithmetics = _check_arithmetics(arithmetic)
     repetitions = check_positive_int(repetitions, "repetitions")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     block_size = check_positive_int(block_size, "block_size")
     check_gram_dtype(gram_dtype)
     model = _model(m, s, T, lam, bandwidth)
-    arithmetics = _check_arithmetics(arithmetic)
     grid = dict(
         groups=_padding_groups(ns, reference_size), reference_size=reference_size, draws=draws
     )
@@ -617,10 +616,10 @@ def relative_distance_arrays(
     check_gram_dtype(gram_dtype)
     block_size = check_positive_int(block_size, "block_size")
     conventions = _check_options(
-        conventions, arithmetic, None if reference is None else reference.shape[1], xt.shape[2], d
+        conventions, None if reference is None else reference.shape[1], xt.shape[2], d
     )
-    model = _model(m, s, T, lam, bandwidth)
     check_choice(arithmetic, ARITHMETICS, "arithmetic")
+    model = _model(m, s, T, lam, bandwidth)
     cells = _Cells(d, conventions, (arithmetic,), gram_dtype, block_size)
     ((relative, kl, hellinger),) = _arrays_cells(x0, xt, reference, model, cells)
     return RelativeDistanceSweep(
