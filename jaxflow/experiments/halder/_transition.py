@@ -149,9 +149,8 @@ def sweep_from_arrays(
     arithmetic: str,
     reference_size: int | None,
 ) -> RelativeDistanceSweep:
-    """The sweep of one arithmetic whose arrays a cell stored (the inverse of
-    `sweep_arrays`)."""
-    arrays = arithmetic_arrays(arrays, arithmetic)
+    """The sweep of one arithmetic from its arrays (`arithmetic_arrays` of a cell that
+    `sweep_arrays` stored)."""
     fields = {k: jnp.asarray(arrays[k]) for k in _RELATIVE_FIELDS}
     return RelativeDistanceSweep(
         ns=tuple(int(n) for n in ns),

@@ -226,8 +226,8 @@ class LinearTransitionVsD(_AbstractTransition):
         rows, arrays = [], {}
         for d, arithmetic in itertools.product(self.ds, self.arithmetic):
             ns, reference_size = self.sizes(d), self.reference_size_at(d)
-            sweep = sweep_from_arrays(outputs[d], ns, arithmetic, reference_size)
             piece = arithmetic_arrays(outputs[d], arithmetic)
+            sweep = sweep_from_arrays(piece, ns, arithmetic, reference_size)
             crossings = transitions(sweep, self._keys(d)[1], self.confidence, self.resamples)
             uncertain = np.sum(~piece["certain"], axis=(0, 1))
             for c, convention in enumerate(CONVENTIONS):

@@ -382,7 +382,7 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
         rows, arrays = [], {"ns": np.asarray(ns)}
         for arithmetic in self.arithmetic:
             piece = arithmetic_arrays(outputs[d, _SWEEP], arithmetic)
-            sweep = sweep_from_arrays(outputs[d, _SWEEP], ns, arithmetic, self.reference_size)
+            sweep = sweep_from_arrays(piece, ns, arithmetic, self.reference_size)
             crossings = transitions(sweep, k_boot, self.confidence, self.resamples)
             prob = sweep.probability(self.confidence)
             fraction, lower, upper, positives, uncertain = (
