@@ -61,6 +61,14 @@ def _preset_options(parser: argparse.ArgumentParser) -> None:
         help="keep compiled programs in DIR (JAX's persistent compilation cache), so that "
         "a later run of the same shapes skips compiling",
     )
+    parser.add_argument(
+        "--cpu-devices",
+        default=None,
+        metavar="N",
+        help="present the CPU as N devices, each computing its share of the batch (e.g. "
+        "the number of cores: the linear-model presets, one repetition at a time per "
+        "device, then keep every core busy); same numbers, up to rounding. Default 1",
+    )
 
 
 _DISTRIBUTED_OPTIONS = ("--distributed", "--coordinator", "--num-processes", "--process-id")
@@ -205,6 +213,21 @@ def _compilation_cache(folder: Path | None) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def _cpu_devices(count: str | None) -> None:
+    if count is None:
+        return
+    import jax
+
+    from .experiments import ConfigError
+
+    if not (count.isdigit() and int(count) >= 1):
+        raise ConfigError(
+            f"--cpu-devices {count}: expected a positive integer (e.g. the number of cores)."
+        )
+    # Read when JAX starts its CPU backend, which nothing has done yet.
+    jax.config.update("jax_num_cpu_devices", int(count))
+
+
 def _distributed(args) -> dict | None:
     """The arguments of `jaxflow.initialize_distributed` the options give (`None`: one
     process), checked before any work."""
@@ -338,6 +361,7 @@ def _run(args) -> int:
 
     distributed = _distributed(args)
     preset = _preset(args)
+    _cpu_devices(args.cpu_devices)
     if distributed is not None:
         _join(distributed)  # before the first JAX computation
     _compilation_cache(args.compilation_cache)
@@ -376,6 +400,7 @@ def _sweep(args) -> int:
     preset = _preset(args)
     shard = parse_shard(args.shard)
     sweep = parse_grid(preset, args.grid, args.spec)
+    _cpu_devices(args.cpu_devices)
     _compilation_cache(args.compilation_cache)
     if args.status:
         done, left = status(args.out, sweep, shard)

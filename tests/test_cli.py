@@ -187,6 +187,29 @@ def test_the_console_script_keeps_compiled_programs_where_asked(tmp_path):
     assert any(cache.iterdir())
 
 
+def test_cpu_devices_split_the_repetitions_and_leave_the_table_unchanged(tmp_path):
+    # A fresh process for each: the CPU's device count is fixed when JAX starts.
+    run = ["run", "linear-transition", "--quick", "--no-progress"]
+    tables = []
+    for extra, devices in (([], "cpu"), (["--cpu-devices", "2"], "cpu, cpu")):
+        out = tmp_path / str(len(tables))
+        done = subprocess.run(
+            [SCRIPT, *run, "--out", str(out), *extra], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads((out / "config.json").read_text())["machine"]["devices"] == devices
+        tables.append(pq.read_table(out / "results.parquet"))
+    assert tables_equal(*tables)
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two", "1.5"])
+def test_a_bad_cpu_device_count_is_one_line_before_work(capsys, tmp_path, count):
+    args = ["run", *CHEAP, "--out", str(tmp_path / "o"), "--cpu-devices", count]
+    assert main(args) == 2
+    assert f"--cpu-devices {count}" in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_console_script_refuses_a_mistake_in_one_line():
     bad = subprocess.run(
         [SCRIPT, "run", "orthogonal-score-flow", "--set", "nope=1"],
