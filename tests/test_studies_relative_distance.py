@@ -290,6 +290,30 @@ def test_one_step_distances_with_precomputed_pair_sums_are_bitwise_the_same(arit
     assert not np.array_equal(other[0].log_abs, alone[0].log_abs)
 
 
+def test_padded_training_sets_give_the_distances_of_the_unpadded_ones():
+    # d = 40, sets padded to 40 rows: the reference sample's rotation takes rank 39, 20
+    # or 10 by the set's size (5 and 12 points take the smaller ones), which must leave
+    # every distance that of the set alone (its own rank n - 1).
+    d, sizes, rows = 40, (5, 12, 25, 40), 40
+    key = jr.key(2)
+    draws = [
+        sweep_inputs(0, n, key=key, d=d, m=3.0, s=1.5, T=1.5, lam=0.7, reference_size=300)
+        for n in sizes
+    ]
+    reference = draws[0][2]
+    p = Gaussian.isotropic(d, 3.0, 1.5)
+    qs = _generated(draws, jnp.float64)
+    x0s = [x0 for x0, _, _ in draws]
+    padded = jnp.stack([jnp.pad(x0, ((0, rows - x0.shape[0]), (0, 0))) for x0 in x0s])
+    masks = jnp.arange(rows)[None, :] < jnp.asarray(sizes)[:, None]
+    alone = _distances(qs, x0s, reference, p, s=1.5)
+    together = _distances(qs, [padded], reference, p, s=1.5, masks=[masks])
+    np.testing.assert_array_equal(together[0].sign, alone[0].sign)
+    np.testing.assert_allclose(together[0].log_abs, alone[0].log_abs, rtol=1e-12)
+    np.testing.assert_allclose(together[0].log_error, alone[0].log_error, rtol=1e-9)
+    np.testing.assert_allclose(together[1:], alone[1:], rtol=1e-12)
+
+
 def test_one_step_distances_refuse_pair_sums_they_cannot_use():
     x0, _, reference = _inputs(0, NS[0])
     p = Gaussian.isotropic(D, 3.0, 1.5)

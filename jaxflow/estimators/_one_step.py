@@ -14,7 +14,7 @@ from .._checks import (
     check_positive,
     mask_weights,
 )
-from .._workarounds import map_lapack
+from .._workarounds import _on_cpu, map_lapack
 from ..data import Gaussian
 from ._gaussian import check_isotropic, spectral_divergences, spectrum
 from ._kernel import centred, KernelMixture, log_cross_shared, log_gaussian_cross, PairSums
@@ -206,6 +206,14 @@ def _over_rows(fn, rows, x0s, groups):
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
 
+def _halvings(rank: int, smallest: int = 8) -> tuple[int, ...]:
+    """`rank`, then its halves rounded up while they stay above `smallest`."""
+    ranks = [rank]
+    while ranks[-1] // 2 >= smallest:
+        ranks.append(-(-ranks[-1] // 2))
+    return tuple(ranks)
+
+
 def _flat(tree):
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
@@ -239,10 +247,25 @@ def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size, 
         def rotate(row, x0, mask):
             # One matmul per row rotates the reference sample for every convention: q has
             # rank at most n - 1, so only its top min(n - 1, d) eigenvectors are needed.
-            rank = min(x0.shape[0] - 1, d)
             spectra = [_row(row, c) for c in range(n_conv)]
-            crosses = log_cross_shared(spectra, [rank] * n_conv, sample, [ref.eps2] * n_conv)
-            return tuple(jnp.stack(x) for x in zip(*crosses))
+
+            def at_rank(rank):
+                crosses = log_cross_shared(
+                    spectra, [rank] * n_conv, sample, [ref.eps2] * n_conv
+                )
+                return tuple(jnp.stack(x) for x in zip(*crosses))
+
+            top = min(x0.shape[0] - 1, d)
+            if mask is None or not _on_cpu(x0):
+                return at_rank(top)
+            # A padded set of n < rows points needs only rank n - 1: the smallest of a few
+            # ranks, halving from the padded one, that holds it. Taken by a branch, which
+            # computes one rank only where rows run one at a time (`map_lapack` on CPU);
+            # batched by vmap, every branch would run.
+            ranks = _halvings(top)
+            rank = jnp.sum(mask, dtype=jnp.int32) - 1
+            smaller = jnp.sum(jnp.asarray(ranks[1:], jnp.int32) >= rank)
+            return jax.lax.switch(smaller, [lambda r=r: at_rank(r) for r in ranks])
 
         lse, eta = _over_rows(rotate, specs, x0s, groups)
         ref_cross = (math.log(2.0) + lse - ref.log_count, eta)
