@@ -391,7 +391,7 @@ def main(argv=None) -> int:
                 commands,
                 [("cpu_devices", "CPU devices (--cpu-devices)", ""), ("wall_s", "wall (s)", ".3g")],
             ),
-            f"Target (the whole command on the reference grid, < 60 s): "
+            "Target (the whole command on the reference grid, < 60 s): "
             + (
                 f"{'met' if target['command_under_60_s'] else 'not met'} ({command:.1f} s)."
                 if not args.quick

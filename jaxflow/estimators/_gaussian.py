@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -297,6 +299,12 @@ def kl_infinite_data(
         raise TypeError(f"`reverse` must be True or False, got {reverse!r}.")
     dtype = jnp.result_type(T, lam, s, float)
     T, lam, s = positive_scalars(dtype, "kl_infinite_data", T=T, lam=lam, s=s)
+    return _kl_infinite_data(d, T, lam, s, reverse)
+
+
+# One compiled program rather than a dispatch per operation: it is called from tables.
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _kl_infinite_data(d: int, T, lam, s, reverse: bool):
     a, c2 = ou_coefficients(T, lam)
     # rho = SNR / (1 + SNR) = a^2 s^2 / (a^2 s^2 + c^2); ln rho = -log1p(1 / SNR).
     inv_snr = c2 / (a**2 * s**2)

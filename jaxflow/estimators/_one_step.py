@@ -250,9 +250,7 @@ def _exact(qs, x0s, groups, reference, p, s, bandwidth, gram_dtype, block_size, 
             spectra = [_row(row, c) for c in range(n_conv)]
 
             def at_rank(rank):
-                crosses = log_cross_shared(
-                    spectra, [rank] * n_conv, sample, [ref.eps2] * n_conv
-                )
+                crosses = log_cross_shared(spectra, [rank] * n_conv, sample, [ref.eps2] * n_conv)
                 return tuple(jnp.stack(x) for x in zip(*crosses))
 
             top = min(x0.shape[0] - 1, d)
