@@ -291,13 +291,13 @@ def test_one_step_distances_with_precomputed_pair_sums_are_bitwise_the_same(arit
 
 
 def test_padded_training_sets_give_the_distances_of_the_unpadded_ones():
-    # d = 40, sets padded to 40 rows: the reference sample's rotation takes rank 39, 20
-    # or 10 by the set's size (5 and 12 points take the smaller ones), which must leave
-    # every distance that of the set alone (its own rank n - 1).
-    d, sizes, rows = 40, (5, 12, 25, 40), 40
+    # d = 24, sets padded to 24 rows: the reference sample's rotation takes rank 23 or 12
+    # by the set's size (5 and 13 points take 12), which must leave every distance that
+    # of the set alone (its own rank n - 1).
+    d, sizes, rows = 24, (5, 13, 14, 24), 24
     key = jr.key(2)
     draws = [
-        sweep_inputs(0, n, key=key, d=d, m=3.0, s=1.5, T=1.5, lam=0.7, reference_size=300)
+        sweep_inputs(0, n, key=key, d=d, m=3.0, s=1.5, T=1.5, lam=0.7, reference_size=200)
         for n in sizes
     ]
     reference = draws[0][2]
