@@ -79,9 +79,12 @@ def one_step_distances(
 
     With `masks`, the training sets come in groups padded to one shape each, and the rows
     of a group are computed by one loop body (`jax.lax.map`), so the program's size grows
-    with the number of groups, not of rows; the rank of every $q$ of a group is then
-    taken as $\min(n_{\max} - 1, d)$, $n_{\max}$ its padded size (the extra eigenvalues
-    are zero to rounding).
+    with the number of groups, not of rows. The reference sample's rotation for a $q$ of
+    a group then takes the smallest of the ranks $r_0 = \min(n_{\max} - 1, d)$,
+    $\lceil r_0 / 2 \rceil$, $\lceil r_0 / 4 \rceil$, ... (down to 8) that holds its
+    $n - 1$, $n_{\max}$ the group's padded size (the eigenvalues beyond $n - 1$ are zero
+    to rounding), by a branch per row on XLA:CPU, where the rows run one at a time, and
+    $r_0$ elsewhere, where they may be batched and a branch would compute every rank.
 
     **Arguments:**
 
