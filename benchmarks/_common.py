@@ -28,6 +28,9 @@ jaxflow.configure_cpu_workarounds()
 RESULTS = pathlib.Path(
     os.environ.get("JAXFLOW_BENCHMARK_RESULTS") or pathlib.Path(__file__).parent / "results"
 )
+# The run of `run_all.py` that started a script, recorded in its JSON, so that a report
+# never gathers files of two runs (none when a script runs on its own).
+RUN = "JAXFLOW_BENCHMARK_RUN"
 
 
 def _cpu_model() -> str:
@@ -240,8 +243,10 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
 def write_results(
     name: str, data: dict[str, Any], markdown: str, out: pathlib.Path = RESULTS
 ) -> None:
-    """Write `out/name.json` and `out/name.md`."""
+    """Write `out/name.json` (with the `run_all.py` run that started it, if any) and
+    `out/name.md`."""
     out.mkdir(parents=True, exist_ok=True)
+    data = {**data, "run": os.environ.get(RUN)}
     (out / f"{name}.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
     (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(f"wrote {out / name}.json and {out / name}.md")

@@ -60,6 +60,7 @@ from _common import (  # noqa: E402
     markdown_table,
     peak_rss_bytes,
     RESULTS,
+    RUN,
     square_matmul,
     timeit,
 )
@@ -224,12 +225,23 @@ def main(argv=None) -> int:
         pathlib.Path(tempfile.gettempdir()) / "jaxflow-benchmarks-quick" if args.quick else RESULTS
     )
     if args.report_only:
-        (out / "report.md").write_text(report(json.loads((out / "report.json").read_text()), out))
+        summary = json.loads((out / "report.json").read_text())
+        stale = _stale(summary, out)
+        if stale:
+            print(
+                f"run_all.py --report-only: {', '.join(f'{n}.json' for n in stale)} in {out} "
+                "not from the run report.json records; rerun them with run_all.py "
+                f"(--only {','.join(stale)} rewrites the report for those alone).",
+                file=sys.stderr,
+            )
+            return 2
+        (out / "report.md").write_text(report(summary, out))
         print(f"wrote {out / 'report.md'}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     logs = args.logs or pathlib.Path(tempfile.mkdtemp(prefix="jaxflow-benchmark-logs-"))
     ENVIRON["JAXFLOW_BENCHMARK_RESULTS"] = str(out)  # every script writes there
+    run_id = ENVIRON[RUN] = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     quick = ("--quick",) if args.quick else ()
     load_before = uptime()
     start = time.perf_counter()
@@ -276,6 +288,7 @@ def main(argv=None) -> int:
         runs["training"] = run("training", script("training", *quick, *torch), logs)
 
     summary = {
+        "run_id": run_id,
         "machine": info,
         "quick": args.quick,
         "matmul_size": args.matmul_size,
@@ -321,6 +334,20 @@ def _section(out: pathlib.Path, name: str) -> list[str]:
 def _json(out: pathlib.Path, name: str) -> dict:
     path = out / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+# The benchmarks whose scripts write their own JSON and markdown into the results folder.
+SCRIPTS = ("flows", "linear", "training")
+
+
+def _stale(summary: dict, out: pathlib.Path) -> list[str]:
+    """The scripts of the run `summary` records whose files in `out` another run wrote
+    (or a script run on its own): a failed script leaves an earlier run's files."""
+    return [
+        name
+        for name in SCRIPTS
+        if name in summary["runs"] and _json(out, name).get("run") != summary.get("run_id")
+    ]
 
 
 def _targets(out, runs, info) -> list[dict]:
@@ -421,20 +448,24 @@ def _with_rates(rows, rate) -> list[dict]:
 
 
 def report(summary: dict, out: pathlib.Path) -> str:
-    """The markdown report of a run (`report.json`'s contents) whose files are in `out`."""
-    info, sizes, runs = summary["machine"], summary["sizes"], summary["runs"]
+    """The markdown report of a run (`report.json`'s contents) whose files are in `out`;
+    a script's files that another run wrote are left out."""
+    info, sizes = summary["machine"], summary["sizes"]
+    stale = _stale(summary, out)
+    runs = {name: r for name, r in summary["runs"].items() if name not in stale}
     rate32 = info["matmul"]["float32"]["gflops"]
     rate64 = info["matmul"]["float64"]["gflops"]
     cpu = info["backend"] == "cpu"
     table = [
         {
             "name": name,
-            "status": "ok" if r["rc"] == 0 else f"failed (exit {r['rc']})",
+            "status": ("ok" if r["rc"] == 0 else f"failed (exit {r['rc']})")
+            + ("; its files are another run's, left out" if name in stale else ""),
             "wall_s": r["wall_s"],
             "peak_mib": r["peak_rss"] / 2**20,
             "load": r["load_at_start"],
         }
-        for name, r in runs.items()
+        for name, r in summary["runs"].items()
     ]
     lines = [
         "# jaxflow benchmarks",
