@@ -176,11 +176,11 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     grid (only the individual distances), nor more than one denoising step
     (`linear-steps`).
 
-    Cost of the default run: about 70 s as a whole command on 2 idle CPU cores: the sweep
-    of both arithmetics about 49 s, most of it the reference sample's $O(N_O^2 d)$ pair
-    sums (formed once for both arithmetics), plus about 7 s of compilation (one program,
-    whatever the grid); the distances beyond $d$ about 4 s, the table and figure about
-    5 s. The repetitions are split across every device.
+    Cost of the default run: about 55-60 s as a whole command on 2 idle CPU cores: the
+    sweep of both arithmetics about 46 s, most of it the reference sample's
+    $O(N_O^2 d)$ pair sums (formed once for both arithmetics), plus about 5 s of
+    compilation (one program, whatever the grid); the distances beyond $d$ about 3 s,
+    the table and figure about 3 s. The repetitions are split across every device.
     """
 
     name: ClassVar[str] = "linear-transition"
