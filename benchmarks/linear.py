@@ -40,7 +40,10 @@ Writes benchmarks/results/linear.json and benchmarks/results/linear.md.
 import numpy as np  # isort: skip
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -190,10 +193,6 @@ def command_times(quick: bool, runs: int = 2) -> list[dict]:
     device and on one per core (`--cpu-devices`), or on an accelerator; `runs` times
     each, in turn, and the best counts (as for every other time here: a whole minute on a
     shared machine catches other jobs' bursts)."""
-    import os
-    import subprocess
-    import tempfile
-
     counts = [None]
     if jax.default_backend() == "cpu" and (os.cpu_count() or 1) > 1:
         counts.append(os.cpu_count())

@@ -226,7 +226,6 @@ def main(argv=None) -> int:
     )
     if args.report_only:
         summary = json.loads((out / "report.json").read_text())
-        stale = _stale(summary, out)
         if summary.get("run_id") is None:
             print(
                 f"run_all.py --report-only: {out / 'report.json'} records no run, so its "
@@ -234,6 +233,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
+        stale = _stale(summary, out)
         if stale:
             print(
                 f"run_all.py --report-only: {', '.join(f'{n}.json' for n in stale)} in {out} "
