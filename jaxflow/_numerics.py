@@ -32,6 +32,24 @@ def gaussian_log_weights(
     return jnp.where(excess == 0, 0.0, -0.5 * ratio * (ratio * excess))
 
 
+def divide_by_scalar(x: Float[Array, "..."], c: Float[Array, ""]) -> Float[Array, "..."]:
+    r"""$x / c$ for a traced scalar $c$, as $x \cdot (1 / c)$ in every program.
+
+    The trap is XLA:CPU's: its algebraic simplifier rewrites `x / broadcast(c)` as
+    `x * broadcast(1 / c)` only where `c` has no other use, which depends on the rest of
+    the program. The single-device program and the one partitioned across devices
+    differed, so a training set's mean moved by an ulp with the device count, and a
+    near-singular least-squares fit of the centred points amplified that to $10^{-9}$.
+    Written as the product, nothing is left to rewrite.
+    """
+    return x * (1 / c)
+
+
+def weighted_mean(w: Float[Array, " n"], x: Float[Array, "n d"]) -> Float[Array, " d"]:
+    r"""$\sum_i w_i x_i / \sum_i w_i$ (by [`divide_by_scalar`][])."""
+    return divide_by_scalar(w @ x, jnp.sum(w))
+
+
 def inf_norm(x: Float[Array, "... d"]) -> Float[Array, "..."]:
     """$L^\\infty$ norm over the last axis."""
     return jnp.max(jnp.abs(x), axis=-1)

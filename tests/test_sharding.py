@@ -1,10 +1,12 @@
 """Every workload split across eight host devices (one process, `XLA_FLAGS=
 --xla_force_host_platform_device_count=8`) gives the numbers of one device: the probability
 flows of a closed form and of a network, the training of a per-level grid (four levels,
-padded to eight), the stability iterations and the flow of the trained per-level denoiser.
-Two processes on localhost (`jax.distributed`) give them too (slow).
+padded to eight), the stability iterations and the flow of the trained per-level denoiser,
+and the repetitions of the linear model's presets. Two processes on localhost
+(`jax.distributed`) give them too (slow).
 """
 
+import dataclasses
 import os
 import pathlib
 import socket
@@ -20,6 +22,7 @@ import pytest
 from helpers import orthogonal_points
 from jaxflow.denoisers import MinNormOrthogonal, ShallowReLU
 from jaxflow.estimators import virtual_point_stability
+from jaxflow.experiments.halder import LinearDistanceVsN, LinearSteps
 from jaxflow.flows import Geometric, probability_flow
 from jaxflow.training import MinNormTraining, train_min_norm
 
@@ -65,6 +68,22 @@ def training_workload(progress: bool) -> list[np.ndarray]:
     return [np.asarray(x) for x in jtu.tree_leaves((fit, stability.drift, flows))]
 
 
+def linear_workload() -> list[np.ndarray]:
+    """The distances of a cell of `linear-distance-vs-n` (a masked training-set size, two
+    (T, lambda) pairs) and of `linear-steps` (three numbers of steps), by least squares
+    and by the Wiener fit: 11 repetitions, two per device and five of them padding."""
+    out = []
+    for fit in ("lstsq", "wiener"):
+        for preset, cell in (
+            (LinearDistanceVsN(d=4, n_over_d=(2.0,), T=(1.0, 2.0), lam=(1.0,), fit=fit), 5),
+            (LinearSteps(d=4, n_over_d=(10.0,), steps=(1, 4, 16), reference="none", fit=fit), 40),
+        ):
+            preset = dataclasses.replace(preset, repetitions=11)
+            outputs = preset.compute(cell, preset.prepare(progress=False))
+            out.append(np.asarray(outputs["distances"]))
+    return out
+
+
 _SCRIPT = textwrap.dedent(
     """
     import sys
@@ -75,10 +94,11 @@ _SCRIPT = textwrap.dedent(
 
     jf.configure_cpu_workarounds()
     assert jax.device_count() == 8, jax.devices()
-    from test_sharding import flows_workload, training_workload
+    from test_sharding import flows_workload, linear_workload, training_workload
 
     np.savez(sys.argv[1], *flows_workload())
     np.savez(sys.argv[2], *training_workload(progress=True))
+    np.savez(sys.argv[3], *linear_workload())
     """
 )
 
@@ -96,7 +116,7 @@ class _EightDevices:
             JAX_PLATFORMS="cpu",
             PYTHONPATH=str(pathlib.Path(__file__).parent),
         )
-        outputs = [str(folder / f"{name}.npz") for name in ("flows", "training")]
+        outputs = [str(folder / f"{name}.npz") for name in ("flows", "training", "linear")]
         self.proc = subprocess.Popen(
             [sys.executable, str(folder / "run.py"), *outputs],
             env=env,
@@ -147,6 +167,15 @@ def test_eight_devices_give_single_device_networks_drifts_and_flows(eight_device
         np.testing.assert_array_equal(a, b, err_msg=f"leaf {i}")
     # Four levels of 100 steps; the four copies padding them to eight devices are silent.
     assert "400/400" in eight_devices.err
+
+
+def test_eight_devices_give_single_device_linear_model_distances(eight_devices):
+    """Bitwise, although a near-singular fit turns an ulp of the training set's mean into
+    1e-9 of KL(p || q): the means divide by their counts as a product (XLA:CPU rewrote a
+    division by a broadcast scalar in the program split across devices only)."""
+    labels = [f"{p}, {fit}" for fit in ("lstsq", "wiener") for p in ("distance", "steps")]
+    for label, a, b in zip(labels, eight_devices.result("linear"), linear_workload()):
+        np.testing.assert_array_equal(a, b, err_msg=label)
 
 
 _TWO_PROCESSES = textwrap.dedent(

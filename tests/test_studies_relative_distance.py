@@ -24,7 +24,6 @@ from jaxflow.estimators import (
     PairSums,
     relative_distance,
 )
-from jaxflow.experiments.halder import LinearDistanceVsN
 from jaxflow.flows import COVARIANCE_CONVENTIONS, one_step_gaussian
 from jaxflow.studies import (
     relative_distance_arrays,
@@ -171,26 +170,21 @@ _EIGHT_DEVICES = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     import jax.random as jr, numpy as np
     import jaxflow as jf
-    from jaxflow.experiments.halder import LinearDistanceVsN
 
     jf.configure_cpu_workarounds()
     assert jax.device_count() == 8, jax.devices()
     sweep = jf.studies.relative_distance_sweep(NS, key=jr.key(0), **OPTIONS)
     out = {name: np.asarray(getattr(sweep.relative, name)) for name in FIELDS[:4]}
-    preset = LinearDistanceVsN(**PRESET)
-    distances = preset.compute(preset.sizes()[0], preset.prepare(progress=False))["distances"]
-    np.savez(sys.argv[1], kl=sweep.kl, hellinger=sweep.hellinger, preset=distances, **out)
+    np.savez(sys.argv[1], kl=sweep.kl, hellinger=sweep.hellinger, **out)
     """
 )
 _FIELDS = ("sign", "log_abs", "log_error", "certain", "kl", "hellinger")
-# A small linear-distance-vs-n: its repetitions (5, padded to 8) split across the devices.
-_PRESET = dict(d=3, n_over_d=(2.0,), T=(1.0,), lam=(1.0,), repetitions=5)
 
 
 def _on_eight_devices(tmp_path, options) -> dict[str, np.ndarray]:
     """The sweep of `options` (and NS, key 0) on 8 host devices, in a subprocess."""
     script = tmp_path / "run.py"
-    header = f"NS, OPTIONS, FIELDS, PRESET = {(NS, options, _FIELDS, _PRESET)!r}\n"
+    header = f"NS, OPTIONS, FIELDS = {(NS, options, _FIELDS)!r}\n"
     script.write_text(header + _EIGHT_DEVICES)
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
@@ -218,9 +212,6 @@ def test_sweep_on_eight_devices_matches_one_device_bitwise(sweep, tmp_path):
     # padding. Each device runs the same loop body on its own repetitions.
     sharded = _on_eight_devices(tmp_path, OPTIONS)
     _assert_same(sharded, sweep)
-    preset = LinearDistanceVsN(**_PRESET)
-    single = preset.compute(preset.sizes()[0], preset.prepare(progress=False))["distances"]
-    np.testing.assert_array_equal(sharded["preset"], np.asarray(single))
 
 
 @pytest.mark.slow

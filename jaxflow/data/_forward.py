@@ -13,6 +13,7 @@ from .._checks import (
     positive_scalars,
 )
 from .._custom_types import PRNGKey
+from .._numerics import divide_by_scalar, weighted_mean
 from ._gaussian import Gaussian
 
 
@@ -30,10 +31,9 @@ def masked_moments(
     """
     x0 = check_points(x0)
     w = mask_weights(mask, x0.shape[0], x0.dtype, min_rows=2)
-    count = jnp.sum(w)
-    mean = (w @ x0) / count
+    mean = weighted_mean(w, x0)
     centred = (x0 - mean) * w[:, None]
-    return mean, jnp.sum(centred**2, axis=0) / (count - 1), centred
+    return mean, divide_by_scalar(jnp.sum(centred**2, axis=0), jnp.sum(w) - 1), centred
 
 
 def ou_coefficients(

@@ -10,6 +10,7 @@ from .._checks import (
     mask_weights,
     positive_scalars,
 )
+from .._numerics import divide_by_scalar, weighted_mean
 from ..data import masked_moments, ou_coefficients
 from ..denoisers import AffineDenoiser
 
@@ -22,9 +23,8 @@ def _centred_fit(
     # rank-deficient inputs, and its shapes never depend on the rank, so the fit
     # jit-compiles once and vmaps over repetitions. Padding rows are zeroed after
     # centring: a zero equation leaves the minimum-norm solution unchanged.
-    count = jnp.sum(w)
-    in_mean = (w @ inputs) / count
-    out_mean = (w @ targets) / count
+    in_mean = weighted_mean(w, inputs)
+    out_mean = weighted_mean(w, targets)
     in_c = (inputs - in_mean) * w[:, None]
     out_c = (targets - out_mean) * w[:, None]
     weight = (jnp.linalg.pinv(in_c) @ out_c).T
@@ -111,7 +111,7 @@ def wiener_fit(
     # symmetric; symmetrise away the round-off.
     n, d = x0.shape
     mean, _, xc = masked_moments(x0, mask)
-    s = xc.T @ xc / jnp.sum(mask_weights(mask, n, x0.dtype))
+    s = divide_by_scalar(xc.T @ xc, jnp.sum(mask_weights(mask, n, x0.dtype)))
     weight = jnp.linalg.solve(a**2 * s + c2 * jnp.eye(d, dtype=x0.dtype), a * s)
     weight = 0.5 * (weight + weight.T)
     return AffineDenoiser(weight, mean - a * weight @ mean)
