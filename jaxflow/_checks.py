@@ -370,5 +370,8 @@ def check_denoiser(denoiser, d: int, dtype, *, y_name: str = "y0") -> None:
         )
 
 
+@eqx.filter_jit
 def _apply_denoiser(denoiser, y, sigma):
+    # Jitted so that the abstract evaluation of a denoiser structure already checked is
+    # a lookup in the jit cache (a millisecond less on every flow call).
     return denoiser(y, sigma)

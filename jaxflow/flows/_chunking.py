@@ -43,8 +43,13 @@ def num_starts(y0: Float[Array, "batch d"] | GaussianStarts) -> int:
 
 def _rows(y0, start: int, size: int) -> Float[Array, "size d"]:
     """Rows `start .. start + size - 1`, the last one repeated to fill a short chunk."""
-    index = np.minimum(np.arange(start, start + size), num_starts(y0) - 1)
-    return y0.rows(index) if isinstance(y0, GaussianStarts) else jnp.asarray(y0)[index]
+    total = num_starts(y0)
+    if isinstance(y0, GaussianStarts) or start + size > total:
+        index = np.minimum(np.arange(start, start + size), total - 1)
+        return y0.rows(index) if isinstance(y0, GaussianStarts) else jnp.asarray(y0)[index]
+    # A whole chunk is a slice: no index array to build and send (and of a NumPy batch,
+    # only the chunk is sent to the device).
+    return jnp.asarray(y0[start : start + size])
 
 
 def blockwise(
@@ -93,7 +98,8 @@ def map_chunks(
     for start in tqdm(starts, desc=desc, unit="chunk", disable=not progress or len(starts) == 1):
         piece = gather(fn(shard(_rows(y0, start, size))))
         keep = min(size, total - start)
-        piece = jax.tree.map(lambda x: x[:keep], piece)
+        if keep < size:
+            piece = jax.tree.map(lambda x: x[:keep], piece)
         if len(starts) == 1:
             return piece
         if out is None:
