@@ -540,6 +540,20 @@ def test_failed_trajectories_raise_or_are_reported_per_trajectory():
     np.testing.assert_array_equal(score.successful, ~bad)
 
 
+def test_raise_on_failure_leaves_the_solution_it_checks_readable():
+    # The flows check their own endpoints in place (donated, no copy); the public method
+    # must not consume a solution its caller still holds.
+    y0, bad = _poisoned_problem()
+    kwargs = dict(sigma_max=1.0, sigma_min=0.1, steps=8, throw=False)
+    sol = jf.probability_flow(_Poisoned(jnp.asarray(1.0)), y0, **kwargs)
+    checked = sol.raise_on_failure()
+    np.testing.assert_array_equal(np.asarray(sol.ys), np.asarray(checked.ys))
+    failed = jf.probability_flow(_Poisoned(jnp.asarray(0.0)), y0, **kwargs)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="non-finite"):
+        failed.raise_on_failure()
+    assert np.all(np.isfinite(np.asarray(failed.ys)[~bad]))
+
+
 def test_flow_runs_and_raises_under_jit():
     y0, bad = _poisoned_problem()
     shrink = _Shrink(jnp.asarray(1.0))

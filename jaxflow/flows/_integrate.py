@@ -10,7 +10,7 @@ from .._checks import check_finite
 from ..data import GaussianStarts
 from ._chunking import block_size, blockwise, map_chunks
 from ._heun import ExplicitHeun
-from ._solution import FlowSolution, RESULTS
+from ._solution import FlowSolution, raise_on_failure_in_place, RESULTS
 
 
 SOLVERS: dict[str, dfx.AbstractSolver] = {
@@ -163,4 +163,4 @@ def integrate(
     solution = FlowSolution(
         ys=ys, ts=save_ts, trajectory=trajectory, result=result, num_steps=num_steps
     )
-    return solution.raise_on_failure() if throw else solution
+    return raise_on_failure_in_place(solution) if throw else solution

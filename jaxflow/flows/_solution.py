@@ -55,12 +55,24 @@ class FlowSolution(eqx.Module):
         `jax.jit` and `jax.vmap`. Use the returned solution: the check is attached to its
         `ys`.
         """
-        return eqx.tree_at(lambda s: s.ys, self, _error_if_failed(self.ys, self.result))
+        return eqx.tree_at(lambda s: s.ys, self, _error_if_failed(self.result, self.ys))
 
 
-@eqx.filter_jit
-def _error_if_failed(ys: Float[Array, "batch d"], result: RESULTS) -> Float[Array, "batch d"]:
+def _check_rows(result: RESULTS, ys: Float[Array, "batch d"]) -> Float[Array, "batch d"]:
     # Per row, so that the enumeration's index is a scalar and equinox raises with the
     # message of the row's own failure. Under `filter_jit` (a no-op inside an outer trace)
     # an eager call raises a readable `EquinoxRuntimeError`.
     return jax.vmap(lambda y, r: r.error_if(y, r != RESULTS.successful))(ys, result)
+
+
+_error_if_failed = eqx.filter_jit(_check_rows)
+_error_if_failed_donating = eqx.filter_jit(_check_rows, donate="all-except-first")
+
+
+def raise_on_failure_in_place(solution: FlowSolution) -> FlowSolution:
+    """[`FlowSolution.raise_on_failure`][] for a solution whose `ys` nothing else holds
+    (a solver's own output): they are donated, so the check copies no endpoints (a
+    batch's worth of memory after a chunked solve)."""
+    return eqx.tree_at(
+        lambda s: s.ys, solution, _error_if_failed_donating(solution.result, solution.ys)
+    )
