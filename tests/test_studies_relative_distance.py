@@ -181,10 +181,10 @@ _EIGHT_DEVICES = textwrap.dedent(
 _FIELDS = ("sign", "log_abs", "log_error", "certain", "kl", "hellinger")
 
 
-def _on_eight_devices(tmp_path, options) -> dict[str, np.ndarray]:
-    """The sweep of `options` (and NS, key 0) on 8 host devices, in a subprocess."""
+def _on_eight_devices(tmp_path, options, ns=NS) -> dict[str, np.ndarray]:
+    """The sweep of `ns` and `options` (key 0) on 8 host devices, in a subprocess."""
     script = tmp_path / "run.py"
-    header = f"NS, OPTIONS, FIELDS = {(NS, options, _FIELDS)!r}\n"
+    header = f"NS, OPTIONS, FIELDS = {(ns, options, _FIELDS)!r}\n"
     script.write_text(header + _EIGHT_DEVICES)
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
@@ -212,6 +212,15 @@ def test_sweep_on_eight_devices_matches_one_device_bitwise(sweep, tmp_path):
     # padding. Each device runs the same loop body on its own repetitions.
     sharded = _on_eight_devices(tmp_path, OPTIONS)
     _assert_same(sharded, sweep)
+
+
+def test_several_repetitions_per_device_match_one_device_bitwise(tmp_path):
+    # 16 repetitions in one chunk, two per device, at d = 10 and n = 20: there XLA:CPU
+    # once summed a training set's squared deviations in another order in the program
+    # split across devices (now a product with the weights, as the mean).
+    ns, options = (20,), dict(d=10, repetitions=16, reference_size=60, chunk_size=16)
+    single = relative_distance_sweep(ns, key=jr.key(0), **options)
+    _assert_same(_on_eight_devices(tmp_path, options, ns), single)
 
 
 @pytest.mark.slow

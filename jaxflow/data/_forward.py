@@ -33,7 +33,9 @@ def masked_moments(
     w = mask_weights(mask, x0.shape[0], x0.dtype, min_rows=2)
     mean = weighted_mean(w, x0)
     centred = (x0 - mean) * w[:, None]
-    return mean, divide_by_scalar(jnp.sum(centred**2, axis=0), jnp.sum(w) - 1), centred
+    # The sum of squares as a product with the weights, like the mean: as a column
+    # reduction, XLA:CPU summed it in another order in a program split across devices.
+    return mean, divide_by_scalar(w @ (centred * centred), jnp.sum(w) - 1), centred
 
 
 def ou_coefficients(
