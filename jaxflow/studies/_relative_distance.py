@@ -448,8 +448,8 @@ def relative_distance_sweep(
     Cost at [H]'s sweep ($d = 100$, $N_O = 10^4$, $R = 300$, four $n$, both
     conventions), on 2 CPU cores: about 40 s in exact arithmetic, most of it the
     reference sample's $O(N_O^2 d)$ pairwise term, plus 4 to 7 s of compilation, the
-    same for a grid of 4, 8 or 16 sizes; both arithmetics in one program about 46 s,
-    against 76 s for two sweeps (`benchmarks/linear.py`).
+    same for a grid of 4, 8 or 16 sizes; both arithmetics in one program about 43-48 s,
+    against 71-76 s for two sweeps (`benchmarks/linear.py`).
 
     **Main arguments:**
 

@@ -177,7 +177,7 @@ class LinearTransition(_AbstractTransition, _AbstractLinearModel):
     (`linear-steps`).
 
     Cost of the default run: about 55-60 s as a whole command on 2 idle CPU cores: the
-    sweep of both arithmetics about 46 s, most of it the reference sample's
+    sweep of both arithmetics about 43-48 s, most of it the reference sample's
     $O(N_O^2 d)$ pair sums (formed once for both arithmetics), plus about 5 s of
     compilation (one program, whatever the grid); the distances beyond $d$ about 3 s,
     the table and figure about 3 s. The repetitions are split across every device.
